@@ -1,0 +1,27 @@
+# atomix — PGXS build of a C++17 Postgres extension.
+EXTENSION = atomix
+MODULE_big = atomix
+DATA = sql/atomix--0.1.sql
+PGFILEDESC = "atomix - Raft-replicated distributed primitives"
+
+SRCS = $(wildcard src/*.cpp) $(wildcard bgworker/*.cpp) $(wildcard replication/*.cpp)
+OBJS = $(SRCS:.cpp=.o)
+
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/bgworker -I$(srcdir)/replication
+PG_CXXFLAGS = -std=c++17 -Wall -Wno-register -Wno-missing-field-initializers -fno-omit-frame-pointer
+SHLIB_LINK = -lraft -luv -lstdc++
+
+# pg_regress suites (sql/<name>.sql, expected/<name>.out); run by test/run-tests
+# against a server started with atomix preloaded.
+REGRESS = map counter errors
+REGRESS_OPTS = --use-existing --dbname=postgres
+
+# No LLVM bitcode: the JIT inlining build does not know our C++17 flags.
+override with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# PGXS links C++ objects with the C compiler; make sure headers are tracked.
+$(OBJS): $(wildcard src/*.h bgworker/*.h replication/*.h)

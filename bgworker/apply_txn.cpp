@@ -1,0 +1,54 @@
+/*
+ * apply_txn.cpp — see apply_txn.h.
+ */
+extern "C" {
+#include "postgres.h"
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "utils/snapmgr.h"
+}
+
+#include "apply_txn.h"
+#include "pg_bridge.h"
+
+namespace atomix {
+
+void ApplyTxn::ensure()
+{
+    if (active_)
+        return;
+    pg_guard([] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "atomix: SPI_connect failed");
+        pgstat_report_activity(STATE_RUNNING, "applying raft entries");
+    });
+    active_ = true;
+}
+
+void ApplyTxn::commit()
+{
+    if (!active_)
+        return;
+    active_ = false;
+    pg_guard([] {
+        SPI_finish();
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+        pgstat_report_stat(false);
+        pgstat_report_activity(STATE_IDLE, NULL);
+    });
+}
+
+void ApplyTxn::abort()
+{
+    if (!active_)
+        return;
+    active_ = false;
+    pg_guard([] { AbortCurrentTransaction(); });
+}
+
+} // namespace atomix

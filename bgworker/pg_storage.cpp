@@ -1,0 +1,280 @@
+/*
+ * pg_storage.cpp — SPI statements over atomix.*_p<N> tables (see
+ * pg_storage.h).  Every SPI call goes through pg_guard, so a Postgres error
+ * surfaces as a C++ exception at the state machine's callback boundary.
+ */
+extern "C" {
+#include "postgres.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+}
+
+#include "pg_bridge.h"
+#include "pg_storage.h"
+
+namespace atomix {
+
+/* Unix epoch (the state machine's time base) minus Postgres' 2000-01-01. */
+static constexpr int64_t kUnixToPgEpochUs = 946684800000000LL;
+
+static TimestampTz to_timestamptz(int64_t unix_us) { return unix_us - kUnixToPgEpochUs; }
+static int64_t to_unix_us(TimestampTz ts) { return ts + kUnixToPgEpochUs; }
+
+struct StmtDef {
+    const char *sql; /* %1$d is the partition number */
+    int nargs;
+    Oid types[6];
+};
+
+static const StmtDef kStmts[] = {
+    /* META_GET */
+    {"SELECT applied_index, log_time FROM atomix.partition_state WHERE partition_id = %1$d",
+     0,
+     {}},
+    /* META_PUT */
+    {"UPDATE atomix.partition_state SET applied_index = $1, log_time = $2 "
+     "WHERE partition_id = %1$d",
+     2,
+     {INT8OID, TIMESTAMPTZOID}},
+    /* MAP_GET */
+    {"SELECT value, version, expires_at FROM atomix.map_data_p%1$d WHERE map = $1 AND key = $2",
+     2,
+     {TEXTOID, TEXTOID}},
+    /* MAP_PUT */
+    {"INSERT INTO atomix.map_data_p%1$d (partition_id, map, key, value, version, expires_at) "
+     "VALUES (%1$d, $1, $2, $3, $4, $5) ON CONFLICT (map, key) DO UPDATE SET "
+     "value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at",
+     5,
+     {TEXTOID, TEXTOID, BYTEAOID, INT8OID, TIMESTAMPTZOID}},
+    /* MAP_REMOVE */
+    {"DELETE FROM atomix.map_data_p%1$d WHERE map = $1 AND key = $2", 2, {TEXTOID, TEXTOID}},
+    /* MAP_CLEAR */
+    {"DELETE FROM atomix.map_data_p%1$d WHERE map = $1", 1, {TEXTOID}},
+    /* MAP_PURGE */
+    {"DELETE FROM atomix.map_data_p%1$d WHERE expires_at <= $1", 1, {TIMESTAMPTZOID}},
+    /* MAP_NEXT_EXPIRY */
+    {"SELECT min(expires_at) FROM atomix.map_data_p%1$d WHERE expires_at IS NOT NULL", 0, {}},
+    /* COUNTER_GET */
+    {"SELECT value FROM atomix.counter_data_p%1$d WHERE name = $1", 1, {TEXTOID}},
+    /* COUNTER_PUT */
+    {"INSERT INTO atomix.counter_data_p%1$d (partition_id, name, value) VALUES (%1$d, $1, $2) "
+     "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+     2,
+     {TEXTOID, INT8OID}},
+    /* MAP_ALL */
+    {"SELECT map, key, value, version, expires_at FROM atomix.map_data_p%1$d ORDER BY map, key",
+     0,
+     {}},
+    /* COUNTER_ALL */
+    {"SELECT name, value FROM atomix.counter_data_p%1$d ORDER BY name", 0, {}},
+    /* CLEAR_MAP */
+    {"DELETE FROM atomix.map_data_p%1$d", 0, {}},
+    /* CLEAR_COUNTERS */
+    {"DELETE FROM atomix.counter_data_p%1$d", 0, {}},
+};
+
+static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 14, "one definition per statement");
+
+SPIPlanPtr PgStorage::plan(Stmt stmt)
+{
+    if (plans_[stmt] == NULL) {
+        const StmtDef &def = kStmts[stmt];
+        SPIPlanPtr prepared = NULL;
+        int32_t partition = partition_;
+        pg_guard([&] {
+            char *sql = psprintf(def.sql, (int)partition);
+            prepared = SPI_prepare(sql, def.nargs, const_cast<Oid *>(def.types));
+            if (prepared == NULL)
+                elog(ERROR, "atomix: could not prepare \"%s\": %s", sql,
+                     SPI_result_code_string(SPI_result));
+            SPI_keepplan(prepared);
+            pfree(sql);
+        });
+        plans_[stmt] = prepared;
+    }
+    return plans_[stmt];
+}
+
+uint64 PgStorage::exec(Stmt stmt, Datum *args, const char *nulls, bool read_only)
+{
+    SPIPlanPtr p = plan(stmt);
+    uint64 processed = 0;
+    pg_guard([&] {
+        /* results are copied out right after each statement */
+        SPI_freetuptable(SPI_tuptable);
+        int rc = SPI_execute_plan(p, args, nulls, read_only, 0);
+        if (rc < 0)
+            elog(ERROR, "atomix: partition statement failed: %s", SPI_result_code_string(rc));
+        processed = SPI_processed;
+    });
+    return processed;
+}
+
+static Datum text_datum(const std::string &s)
+{
+    Datum d = 0;
+    pg_guard([&] { d = PointerGetDatum(cstring_to_text_with_len(s.data(), (int)s.size())); });
+    return d;
+}
+
+/* Copies a text/bytea column of the current SPI result row. */
+static std::string column_bytes(int row, int col)
+{
+    const char *data = NULL;
+    size_t len = 0;
+    pg_guard([&] {
+        bool isnull;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+        struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
+        data = VARDATA_ANY(v);
+        len = VARSIZE_ANY_EXHDR(v);
+    });
+    return std::string(data, len);
+}
+
+static std::optional<int64_t> column_int64(int row, int col, bool timestamp)
+{
+    bool isnull = true;
+    Datum d = 0;
+    pg_guard([&] { d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull); });
+    if (isnull)
+        return std::nullopt;
+    int64_t v = DatumGetInt64(d);
+    return timestamp ? to_unix_us(v) : v;
+}
+
+PartitionMeta PgStorage::load_meta()
+{
+    if (!meta_loaded_) {
+        if (exec(META_GET, NULL, NULL, true) != 1)
+            throw AtomixError(ERRCODE_DATA_CORRUPTED,
+                              "atomix: partition " + std::to_string(partition_) +
+                                  " has no row in atomix.partition_state");
+        meta_.applied_index = (uint64_t)column_int64(0, 1, false).value_or(0);
+        meta_.log_time_us = column_int64(0, 2, true).value_or(0);
+        meta_loaded_ = true;
+    }
+    return meta_;
+}
+
+void PgStorage::store_meta(const PartitionMeta &meta)
+{
+    meta_ = meta;
+    meta_loaded_ = true;
+    meta_dirty_ = true;
+}
+
+void PgStorage::flush_meta()
+{
+    if (!meta_dirty_)
+        return;
+    Datum args[2] = {Int64GetDatum((int64)meta_.applied_index),
+                     TimestampTzGetDatum(to_timestamptz(meta_.log_time_us))};
+    exec(META_PUT, args, NULL, false);
+    meta_dirty_ = false;
+}
+
+std::optional<MapRow> PgStorage::map_get(const std::string &map, const std::string &key)
+{
+    Datum args[2] = {text_datum(map), text_datum(key)};
+    if (exec(MAP_GET, args, NULL, true) == 0)
+        return std::nullopt;
+    MapRow row;
+    row.value = column_bytes(0, 1);
+    row.version = column_int64(0, 2, false).value_or(0);
+    row.expires_at_us = column_int64(0, 3, true);
+    return row;
+}
+
+void PgStorage::map_put(const std::string &map, const std::string &key, const MapRow &row)
+{
+    Datum value = 0;
+    pg_guard([&] {
+        bytea *b = (bytea *)palloc(VARHDRSZ + row.value.size());
+        SET_VARSIZE(b, VARHDRSZ + row.value.size());
+        memcpy(VARDATA(b), row.value.data(), row.value.size());
+        value = PointerGetDatum(b);
+    });
+    Datum args[5] = {text_datum(map), text_datum(key), value, Int64GetDatum(row.version),
+                     TimestampTzGetDatum(to_timestamptz(row.expires_at_us.value_or(0)))};
+    char nulls[6] = "    ";
+    nulls[4] = row.expires_at_us ? ' ' : 'n';
+    exec(MAP_PUT, args, nulls, false);
+}
+
+bool PgStorage::map_remove(const std::string &map, const std::string &key)
+{
+    Datum args[2] = {text_datum(map), text_datum(key)};
+    return exec(MAP_REMOVE, args, NULL, false) > 0;
+}
+
+int64_t PgStorage::map_clear(const std::string &map)
+{
+    Datum args[1] = {text_datum(map)};
+    return (int64_t)exec(MAP_CLEAR, args, NULL, false);
+}
+
+int64_t PgStorage::map_purge_expired(int64_t now_us)
+{
+    Datum args[1] = {TimestampTzGetDatum(to_timestamptz(now_us))};
+    return (int64_t)exec(MAP_PURGE, args, NULL, false);
+}
+
+std::optional<int64_t> PgStorage::map_next_expiry()
+{
+    exec(MAP_NEXT_EXPIRY, NULL, NULL, true);
+    return column_int64(0, 1, true);
+}
+
+std::optional<int64_t> PgStorage::counter_get(const std::string &name)
+{
+    Datum args[1] = {text_datum(name)};
+    if (exec(COUNTER_GET, args, NULL, true) == 0)
+        return std::nullopt;
+    return column_int64(0, 1, false);
+}
+
+void PgStorage::counter_put(const std::string &name, int64_t value)
+{
+    Datum args[2] = {text_datum(name), Int64GetDatum(value)};
+    exec(COUNTER_PUT, args, NULL, false);
+}
+
+void PgStorage::for_each_map_entry(const std::function<void(const MapEntry &)> &fn)
+{
+    uint64 n = exec(MAP_ALL, NULL, NULL, true);
+    /* keep the result: fn must not run SPI statements of its own */
+    SPITupleTable *table = SPI_tuptable;
+    for (uint64 i = 0; i < n; i++) {
+        SPI_tuptable = table;
+        MapEntry e;
+        e.map = column_bytes((int)i, 1);
+        e.key = column_bytes((int)i, 2);
+        e.row.value = column_bytes((int)i, 3);
+        e.row.version = column_int64((int)i, 4, false).value_or(0);
+        e.row.expires_at_us = column_int64((int)i, 5, true);
+        fn(e);
+    }
+}
+
+void PgStorage::for_each_counter(const std::function<void(const CounterRow &)> &fn)
+{
+    uint64 n = exec(COUNTER_ALL, NULL, NULL, true);
+    SPITupleTable *table = SPI_tuptable;
+    for (uint64 i = 0; i < n; i++) {
+        SPI_tuptable = table;
+        CounterRow c;
+        c.name = column_bytes((int)i, 1);
+        c.value = column_int64((int)i, 2, false).value_or(0);
+        fn(c);
+    }
+}
+
+void PgStorage::clear_all()
+{
+    exec(CLEAR_MAP, NULL, NULL, false);
+    exec(CLEAR_COUNTERS, NULL, NULL, false);
+}
+
+} // namespace atomix

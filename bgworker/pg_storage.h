@@ -1,0 +1,78 @@
+/*
+ * pg_storage.h — PartitionStorage over one partition's Postgres tables.
+ *
+ * Used only by the raft worker, inside its apply transaction (apply_txn.h).
+ * Statements are prepared once per partition and kept.  The partition's
+ * meta row (applied index, log time) is cached and written once per
+ * transaction by flush_meta(), just before commit, so the applied index is
+ * always committed together with the state it describes.
+ */
+#ifndef ATOMIX_PG_STORAGE_H
+#define ATOMIX_PG_STORAGE_H
+
+extern "C" {
+#include "postgres.h"
+#include "executor/spi.h"
+}
+
+#include "state_machine.h"
+
+namespace atomix {
+
+class PgStorage : public PartitionStorage {
+  public:
+    explicit PgStorage(int32_t partition) : partition_(partition) {}
+
+    PartitionMeta load_meta() override;
+    void store_meta(const PartitionMeta &meta) override;
+    /* Writes the cached meta if it changed; call inside the transaction. */
+    void flush_meta();
+    /* The transaction was rolled back: forget what is cached. */
+    void forget_cache() { meta_loaded_ = meta_dirty_ = false; }
+
+    std::optional<MapRow> map_get(const std::string &map, const std::string &key) override;
+    void map_put(const std::string &map, const std::string &key, const MapRow &row) override;
+    bool map_remove(const std::string &map, const std::string &key) override;
+    int64_t map_clear(const std::string &map) override;
+    int64_t map_purge_expired(int64_t now_us) override;
+    std::optional<int64_t> map_next_expiry() override;
+
+    std::optional<int64_t> counter_get(const std::string &name) override;
+    void counter_put(const std::string &name, int64_t value) override;
+
+    void for_each_map_entry(const std::function<void(const MapEntry &)> &fn) override;
+    void for_each_counter(const std::function<void(const CounterRow &)> &fn) override;
+    void clear_all() override;
+
+  private:
+    enum Stmt {
+        META_GET,
+        META_PUT,
+        MAP_GET,
+        MAP_PUT,
+        MAP_REMOVE,
+        MAP_CLEAR,
+        MAP_PURGE,
+        MAP_NEXT_EXPIRY,
+        COUNTER_GET,
+        COUNTER_PUT,
+        MAP_ALL,
+        COUNTER_ALL,
+        CLEAR_MAP,
+        CLEAR_COUNTERS,
+        STMT_COUNT
+    };
+    SPIPlanPtr plan(Stmt stmt);
+    /* Executes a kept plan; returns SPI_processed. */
+    uint64 exec(Stmt stmt, Datum *args, const char *nulls, bool read_only);
+
+    int32_t partition_;
+    SPIPlanPtr plans_[STMT_COUNT] = {};
+    PartitionMeta meta_;
+    bool meta_loaded_ = false;
+    bool meta_dirty_ = false;
+};
+
+} // namespace atomix
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * request_queue.cpp — taking requests from and replying to backend slots.
+ */
+extern "C" {
+#include "postgres.h"
+#include "miscadmin.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+}
+
+#include <cstring>
+
+#include "pg_bridge.h"
+#include "request_queue.h"
+#include "shmem.h"
+
+namespace atomix {
+
+static void write_reply(AtomixRequestSlot *slot, int code, int64 value, const char *message)
+{
+    slot->reply_code = code;
+    slot->reply_value = value;
+    strlcpy(slot->reply_message, message, sizeof(slot->reply_message));
+    slot->state = SLOT_DONE;
+}
+
+/* on_shmem_exit: nobody will answer the slots any more — say so. */
+static void worker_detach(int, Datum)
+{
+    if (!atomix_shared)
+        return;
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    for (uint32 i = 0; i < atomix_shared->nslots; i++) {
+        AtomixRequestSlot *slot = &atomix_shared->slots[i];
+        switch (slot->state) {
+        case SLOT_QUEUED:
+            write_reply(slot, REPLY_NOT_SUBMITTED, 0,
+                        "the atomix raft worker stopped before the request was proposed");
+            break;
+        case SLOT_TAKEN:
+            write_reply(slot, REPLY_IN_DOUBT, 0,
+                        "the atomix raft worker stopped while the request was in flight");
+            break;
+        case SLOT_ABANDONED:
+            slot->state = SLOT_FREE;
+            break;
+        default:
+            continue;
+        }
+        if (slot->latch)
+            SetLatch(slot->latch);
+    }
+    atomix_shared->worker_pid = 0;
+    atomix_shared->worker_latch = NULL;
+    atomix_shared->worker_phase = WORKER_STOPPED;
+    LWLockRelease(atomix_shared->lock);
+}
+
+void worker_attach()
+{
+    pg_guard([] { on_shmem_exit(worker_detach, (Datum)0); });
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    atomix_shared->worker_pid = MyProcPid;
+    atomix_shared->worker_latch = MyLatch;
+    atomix_shared->worker_phase = WORKER_STARTING;
+    LWLockRelease(atomix_shared->lock);
+}
+
+void worker_set_phase(int phase)
+{
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    atomix_shared->worker_phase = (uint32)phase;
+    LWLockRelease(atomix_shared->lock);
+}
+
+/* Copies a DSM payload; the backend keeps the segment alive while the slot
+ * is QUEUED and we hold the lock.  NULL-safe: a vanished segment is skipped. */
+static bool copy_dsm_payload(dsm_handle handle, uint32 len, std::string &out)
+{
+    dsm_segment *seg = NULL;
+    const char *addr = NULL;
+    pg_guard([&] {
+        seg = dsm_attach(handle);
+        if (seg)
+            addr = (const char *)dsm_segment_address(seg);
+    });
+    if (!seg)
+        return false;
+    out.assign(addr, len);
+    pg_guard([&] { dsm_detach(seg); });
+    return true;
+}
+
+void take_requests(std::vector<TakenRequest> &out)
+{
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    try {
+        for (uint32 i = 0; i < atomix_shared->nslots; i++) {
+            AtomixRequestSlot *slot = &atomix_shared->slots[i];
+            if (slot->state != SLOT_QUEUED)
+                continue;
+            TakenRequest req;
+            req.slot = i;
+            req.ticket = slot->ticket;
+            req.partition = slot->partition;
+            if (slot->payload_dsm != DSM_HANDLE_INVALID) {
+                if (!copy_dsm_payload(slot->payload_dsm, slot->payload_len, req.payload)) {
+                    slot->state = SLOT_FREE;
+                    continue;
+                }
+            } else {
+                req.payload.assign(slot->inline_payload, slot->payload_len);
+            }
+            slot->state = SLOT_TAKEN;
+            out.push_back(std::move(req));
+        }
+    } catch (...) {
+        LWLockRelease(atomix_shared->lock);
+        throw;
+    }
+    LWLockRelease(atomix_shared->lock);
+}
+
+void deliver_replies(const std::vector<SlotReply> &replies)
+{
+    if (replies.empty())
+        return;
+    std::vector<Latch *> wake;
+    wake.reserve(replies.size());
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    for (const SlotReply &r : replies) {
+        AtomixRequestSlot *slot = &atomix_shared->slots[r.slot];
+        if (slot->ticket != r.ticket)
+            continue;
+        if (slot->state == SLOT_TAKEN)
+            write_reply(slot, r.code, r.value, r.message.c_str());
+        else if (slot->state == SLOT_ABANDONED)
+            slot->state = SLOT_FREE;
+        else
+            continue;
+        if (slot->latch)
+            wake.push_back(slot->latch);
+    }
+    LWLockRelease(atomix_shared->lock);
+    for (Latch *latch : wake)
+        SetLatch(latch);
+}
+
+} // namespace atomix

@@ -1,0 +1,44 @@
+/*
+ * request_queue.h — the worker's side of the shared request slots
+ * (protocol in src/shmem.h).
+ */
+#ifndef ATOMIX_REQUEST_QUEUE_H
+#define ATOMIX_REQUEST_QUEUE_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace atomix {
+
+struct TakenRequest {
+    uint32_t slot = 0;
+    uint64_t ticket = 0;
+    int32_t partition = 0; /* or ATOMIX_ALL_PARTITIONS */
+    std::string payload;   /* one encoded Command */
+};
+
+struct SlotReply {
+    uint32_t slot = 0;
+    uint64_t ticket = 0;
+    int code = 0; /* AtomixReplyCode */
+    int64_t value = 0;
+    std::string message;
+};
+
+/* Publishes this process as the worker (phase WORKER_STARTING) and arranges
+ * for every waiting backend to be woken with an error when it exits. */
+void worker_attach();
+void worker_set_phase(int phase);
+
+/* Moves every QUEUED slot to TAKEN and copies its payload out.  A slot whose
+ * payload segment vanished (its backend gave up) is skipped. */
+void take_requests(std::vector<TakenRequest> &out);
+
+/* Delivers replies to the slots still waiting for them, frees slots whose
+ * backend gave up, and wakes the backends. */
+void deliver_replies(const std::vector<SlotReply> &replies);
+
+} // namespace atomix
+
+#endif

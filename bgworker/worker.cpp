@@ -1,0 +1,547 @@
+/*
+ * worker.cpp — the raft worker's life: startup, the loop turn, shutdown
+ * (overview in worker.h).
+ */
+extern "C" {
+#include "postgres.h"
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
+}
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "clock.h"
+#include "codec.h"
+#include "guc.h"
+#include "pg_bridge.h"
+#include "shmem.h"
+#include "worker.h"
+
+namespace atomix {
+
+static volatile sig_atomic_t got_sigterm = false;
+
+static void handle_sigterm(SIGNAL_ARGS)
+{
+    int save_errno = errno;
+    got_sigterm = true;
+    SetLatch(MyLatch);
+    errno = save_errno;
+}
+
+/* Commands carry their request id at a fixed offset (after op and flags). */
+static constexpr size_t kRequestIdOffset = 2;
+/* Soft cap on one packed entry; a single larger command still goes alone. */
+static constexpr size_t kMaxEntryBytes = 4 * 1024 * 1024;
+/* Raft segment preallocation per partition (c-raft's default is 8 MiB). */
+static constexpr size_t kSegmentSize = 1024 * 1024;
+
+static void patch_request_id(std::string &encoded, uint64_t id)
+{
+    for (int i = 0; i < 8; i++)
+        encoded[kRequestIdOffset + i] = static_cast<char>((id >> (8 * i)) & 0xff);
+}
+
+/* ---- c-raft FSM adapters: the callback boundary. Nothing may escape. ---- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    Partition *p = static_cast<Partition *>(fsm->data);
+    *result = nullptr;
+    try {
+        p->worker->apply_entry(*p, buf->base, buf->len);
+    } catch (const std::exception &e) {
+        p->worker->fail(std::string("applying an entry of partition ") + std::to_string(p->id) +
+                        " failed: " + e.what());
+    }
+    return 0; /* non-zero would stall the group for good */
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    Partition *p = static_cast<Partition *>(fsm->data);
+    try {
+        std::string snap = p->worker->snapshot(*p);
+        struct raft_buffer *out = static_cast<struct raft_buffer *>(raft_malloc(sizeof(*out)));
+        if (!out)
+            return RAFT_NOMEM;
+        out->len = snap.size();
+        out->base = raft_malloc(snap.size());
+        if (!out->base) {
+            raft_free(out);
+            return RAFT_NOMEM;
+        }
+        memcpy(out->base, snap.data(), snap.size());
+        *bufs = out;
+        *n_bufs = 1;
+        return 0;
+    } catch (const std::exception &e) {
+        /* c-raft skips this snapshot and tries again later */
+        p->worker->fail(std::string("snapshot of partition ") + std::to_string(p->id) +
+                        " failed: " + e.what());
+        return RAFT_IOERR;
+    }
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    Partition *p = static_cast<Partition *>(fsm->data);
+    try {
+        p->worker->restore(*p, buf->base, buf->len);
+    } catch (const std::exception &e) {
+        p->worker->fail(std::string("restoring partition ") + std::to_string(p->id) +
+                        " from a snapshot failed: " + e.what());
+    }
+    raft_free(buf->base);
+    return 0;
+}
+
+static void proposal_cb(void *arg, int status, const char *errmsg)
+{
+    Proposal *proposal = static_cast<Proposal *>(arg);
+    try {
+        proposal->partition->worker->proposal_done(proposal, status, errmsg);
+    } catch (const std::exception &e) {
+        proposal->partition->worker->fail(e.what());
+    }
+    delete proposal;
+}
+
+/* ---- state machine callbacks ---- */
+
+void Worker::apply_entry(Partition &p, const void *data, size_t len)
+{
+    if (!fatal_.empty())
+        return; /* we are about to exit and replay; apply nothing more */
+    txn_.ensure();
+    uint64_t index = p.group->applying_index();
+    results_.clear();
+    bool malformed = false;
+    p.sm.apply(index, data, len, results_, &malformed);
+    p.touched = true;
+    if (malformed)
+        ereport(WARNING, (errmsg("atomix: skipped malformed entry %llu of partition %d",
+                                 (unsigned long long)index, p.id)));
+    for (const CommandResult &r : results_) {
+        int code = r.code == ResultCode::Ok     ? REPLY_OK
+                   : r.code == ResultCode::Null ? REPLY_NULL
+                                                : REPLY_OUT_OF_RANGE;
+        resolve(r.request_id, code, r.value, std::string());
+    }
+}
+
+std::string Worker::snapshot(Partition &p)
+{
+    txn_.ensure();
+    return p.sm.snapshot();
+}
+
+void Worker::restore(Partition &p, const void *data, size_t len)
+{
+    if (!fatal_.empty())
+        return;
+    txn_.ensure();
+    if (p.sm.restore(data, len))
+        ereport(LOG, (errmsg("atomix: partition %d restored from a snapshot", p.id)));
+    p.touched = true;
+}
+
+void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
+{
+    if (proposal->is_tick)
+        proposal->partition->tick_in_flight = false;
+    for (uint64_t id : proposal->request_ids) {
+        if (status == 0)
+            resolve(id, REPLY_INTERNAL, 0, "atomix: entry applied without a result");
+        else
+            resolve(id, REPLY_IN_DOUBT, 0,
+                    std::string("atomix: raft could not commit the request: ") + errmsg);
+    }
+}
+
+/* Records one part's outcome; a request is ready once all its parts are. */
+void Worker::resolve(uint64_t request_id, int code, int64_t value, const std::string &message)
+{
+    auto it = in_flight_.find(request_id);
+    if (it == in_flight_.end())
+        return; /* replayed entry, or a request already answered */
+    std::shared_ptr<InFlight> req = it->second;
+    in_flight_.erase(it);
+    if (code == REPLY_OK)
+        req->sum += value;
+    else if (req->code == REPLY_OK) {
+        req->code = code;
+        req->message = message;
+    }
+    if (--req->parts_pending > 0)
+        return;
+    SlotReply reply;
+    reply.slot = req->slot;
+    reply.ticket = req->ticket;
+    reply.code = req->code;
+    reply.value = req->sum;
+    reply.message = req->message;
+    ready_.push_back(std::move(reply));
+}
+
+/* ---- startup ---- */
+
+/* Waits (on the latch: CREATE EXTENSION wakes us at commit) until the
+ * extension exists with as many partitions as atomix.partitions says.
+ * Returns false on SIGTERM. */
+bool Worker::wait_for_extension()
+{
+    for (;;) {
+        int64 found = -1;
+        pg_guard([&] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+            PushActiveSnapshot(GetTransactionSnapshot());
+            SPI_connect();
+            /* two statements: the second does not parse before CREATE EXTENSION */
+            SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'atomix'", true, 1);
+            if (SPI_processed == 1) {
+                bool isnull;
+                SPI_execute("SELECT count(*) FROM atomix.partition_state", true, 1);
+                found = DatumGetInt64(
+                    SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+            }
+            SPI_finish();
+            PopActiveSnapshot();
+            CommitTransactionCommand();
+        });
+        if (found == atomix_partitions)
+            return true;
+        if (found >= 0) {
+            ereport(LOG, (errmsg("atomix: the extension was created with %lld partitions but "
+                                 "atomix.partitions is %d; not serving",
+                                 (long long)found, atomix_partitions),
+                          errhint("Set atomix.partitions back to %lld and restart.",
+                                  (long long)found)));
+            std::vector<TakenRequest> taken;
+            take_requests(taken);
+            std::vector<SlotReply> replies;
+            for (const TakenRequest &t : taken)
+                replies.push_back(SlotReply{t.slot, t.ticket, REPLY_INTERNAL, 0,
+                                            "atomix.partitions does not match the extension"});
+            deliver_replies(replies);
+        }
+        pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION atomix");
+        pg_guard([] {
+            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10000L,
+                            PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+        });
+        if (got_sigterm)
+            return false;
+    }
+}
+
+void Worker::start_loop()
+{
+    /* libuv's thread pool threads must never run Postgres signal handlers:
+     * start the pool with every signal blocked, then restore the mask. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
+    int rv = uv_loop_init(&loop_);
+    if (rv == 0) {
+        uv_work_t work;
+        rv = uv_queue_work(&loop_, &work, [](uv_work_t *) {}, [](uv_work_t *, int) {});
+        if (rv == 0)
+            uv_run(&loop_, UV_RUN_DEFAULT);
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (rv != 0)
+        throw std::runtime_error(std::string("libuv: ") + uv_strerror(rv));
+
+    pg_guard([&] {
+        wait_set_ = CreateWaitEventSet(TopMemoryContext, 3);
+        AddWaitEventToSet(wait_set_, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+        AddWaitEventToSet(wait_set_, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+        AddWaitEventToSet(wait_set_, WL_SOCKET_READABLE, uv_backend_fd(&loop_), NULL, NULL);
+    });
+}
+
+static void make_dir(const std::string &path)
+{
+    if (mkdir(path.c_str(), S_IRWXU) != 0 && errno != EEXIST)
+        throw std::runtime_error("could not create directory \"" + path + "\": " +
+                                 strerror(errno));
+}
+
+void Worker::start_partitions()
+{
+    std::string base = std::string(DataDir) + "/atomix";
+    make_dir(base);
+    for (int32_t i = 0; i < atomix_partitions; i++) {
+        auto p = std::make_unique<Partition>(this, i);
+        p->fsm.version = 1;
+        p->fsm.data = p.get();
+        p->fsm.apply = fsm_apply;
+        p->fsm.snapshot = fsm_snapshot;
+        p->fsm.restore = fsm_restore;
+
+        RaftGroupConfig config;
+        config.partition = (uint32_t)i;
+        config.node_id = (raft_id)atomix_node_id;
+        config.address = atomix_listen_address;
+        config.dir = base + "/p" + std::to_string(i);
+        config.snapshot_threshold = (unsigned)atomix_snapshot_threshold;
+        config.snapshot_trailing = (unsigned)atomix_snapshot_trailing;
+        config.segment_size = kSegmentSize;
+        make_dir(config.dir);
+        p->group = std::make_unique<RaftGroup>(&loop_, config, &p->fsm);
+        partitions_.push_back(std::move(p));
+        /* raft_start may restore a snapshot, inside the apply transaction */
+        partitions_.back()->group->start();
+    }
+    finish_turn();
+}
+
+/* ---- the loop ---- */
+
+void Worker::queue_requests()
+{
+    std::vector<TakenRequest> taken;
+    take_requests(taken);
+    int64_t now = unix_now_us();
+    for (TakenRequest &t : taken) {
+        auto req = std::make_shared<InFlight>();
+        req->slot = t.slot;
+        req->ticket = t.ticket;
+        std::vector<Partition *> targets;
+        if (t.partition == ATOMIX_ALL_PARTITIONS) {
+            for (auto &p : partitions_)
+                targets.push_back(p.get());
+        } else if (t.partition >= 0 && t.partition < (int32_t)partitions_.size()) {
+            targets.push_back(partitions_[t.partition].get());
+        } else {
+            ready_.push_back(SlotReply{t.slot, t.ticket, REPLY_INTERNAL, 0,
+                                       "atomix: request for an unknown partition"});
+            continue;
+        }
+        req->parts_pending = (int)targets.size();
+        for (Partition *p : targets) {
+            uint64_t id = new_request_id();
+            QueuedCommand qc{id, t.payload};
+            patch_request_id(qc.encoded, id);
+            if (p->queued.empty())
+                p->oldest_queued_us = now;
+            p->queued.push_back(std::move(qc));
+            in_flight_[id] = req;
+        }
+    }
+}
+
+void Worker::propose_queued(int64_t now_us)
+{
+    for (auto &p : partitions_) {
+        if (p->queued.empty() || !p->group->is_leader())
+            continue;
+        size_t i = 0;
+        while (i < p->queued.size()) {
+            auto *proposal = new Proposal{p.get(), {}, false};
+            std::string entry;
+            EntryHeader header;
+            header.stamp_us = now_us;
+            encode_entry_header(header, entry);
+            uint32_t count = 0;
+            while (i < p->queued.size() && count < kMaxCommandsPerEntry &&
+                   (count == 0 || entry.size() + p->queued[i].encoded.size() <= kMaxEntryBytes)) {
+                entry.append(p->queued[i].encoded);
+                proposal->request_ids.push_back(p->queued[i].request_id);
+                count++;
+                i++;
+            }
+            patch_entry_count(entry, count);
+            int rv = p->group->propose(entry, proposal_cb, proposal);
+            if (rv != 0) {
+                for (uint64_t id : proposal->request_ids)
+                    resolve(id, REPLY_NOT_SUBMITTED, 0,
+                            std::string("atomix: raft refused the request: ") + raft_strerror(rv));
+                delete proposal;
+            }
+        }
+        p->queued.clear();
+    }
+}
+
+/* A leader whose partition holds entries past their ttl proposes an empty
+ * entry: its stamp advances log time, and applying it purges them on every
+ * replica alike. */
+void Worker::propose_ticks(int64_t now_us)
+{
+    for (auto &p : partitions_) {
+        std::optional<int64_t> expiry;
+        if (p->tick_in_flight || !p->sm.cached_next_expiry(&expiry) || !expiry || *expiry > now_us ||
+            !p->group->is_leader())
+            continue;
+        std::string entry;
+        EntryHeader header;
+        header.stamp_us = now_us;
+        encode_entry_header(header, entry);
+        auto *proposal = new Proposal{p.get(), {}, true};
+        if (p->group->propose(entry, proposal_cb, proposal) == 0)
+            p->tick_in_flight = true;
+        else
+            delete proposal;
+    }
+}
+
+/* Requests for a partition that has no leader fail after
+ * atomix.unavailable_timeout instead of hanging. */
+void Worker::expire_unavailable(int64_t now_us)
+{
+    for (auto &p : partitions_) {
+        if (p->queued.empty() || now_us - p->oldest_queued_us < (int64_t)atomix_unavailable_timeout_ms * 1000)
+            continue;
+        for (const QueuedCommand &qc : p->queued)
+            resolve(qc.request_id, REPLY_UNAVAILABLE, 0,
+                    "atomix: partition " + std::to_string(p->id) + " has no leader");
+        p->queued.clear();
+    }
+}
+
+long Worker::next_timeout_ms(int64_t now_us)
+{
+    uv_update_time(&loop_);
+    long timeout = uv_backend_timeout(&loop_); /* -1: nothing scheduled */
+    auto consider = [&](int64_t at_us) {
+        long ms = at_us <= now_us ? 0 : (long)std::min<int64_t>((at_us - now_us + 999) / 1000, 60000);
+        if (timeout < 0 || ms < timeout)
+            timeout = ms;
+    };
+    for (auto &p : partitions_) {
+        std::optional<int64_t> expiry;
+        if (!p->tick_in_flight && p->sm.cached_next_expiry(&expiry) && expiry && p->group->is_leader())
+            consider(*expiry);
+        if (!p->queued.empty())
+            consider(p->oldest_queued_us + (int64_t)atomix_unavailable_timeout_ms * 1000);
+    }
+    return timeout;
+}
+
+/* Commits what this turn applied, then answers the callers. */
+void Worker::finish_turn()
+{
+    if (!fatal_.empty()) {
+        txn_.abort();
+        throw std::runtime_error(fatal_);
+    }
+    if (txn_.active()) {
+        for (auto &p : partitions_) {
+            if (!p->touched)
+                continue;
+            std::optional<int64_t> ignored;
+            if (!p->sm.cached_next_expiry(&ignored))
+                (void)p->sm.next_expiry(); /* learn it while SPI is at hand */
+            p->storage.flush_meta();
+            p->touched = false;
+        }
+        txn_.commit();
+    }
+    deliver_replies(ready_);
+    ready_.clear();
+}
+
+void Worker::turn(long timeout_ms)
+{
+    WaitEvent event;
+    pg_guard([&] {
+        (void)WaitEventSetWait(wait_set_, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+    });
+
+    queue_requests();
+    int64_t now = unix_now_us();
+    propose_queued(now);
+    propose_ticks(now);
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    for (auto &p : partitions_)
+        p->group->poll();
+    /* a partition that just became leader can take what waited for it */
+    propose_queued(now);
+    expire_unavailable(now);
+    finish_turn();
+}
+
+void Worker::shutdown()
+{
+    for (auto &p : partitions_)
+        p->group->close();
+    /* closing is asynchronous; the loop ends once every handle is closed */
+    for (int i = 0; i < 1000; i++) {
+        bool all_closed = std::all_of(partitions_.begin(), partitions_.end(),
+                                      [](const std::unique_ptr<Partition> &p) { return p->group->closed(); });
+        if (all_closed)
+            break;
+        uv_run(&loop_, UV_RUN_ONCE);
+    }
+    finish_turn();
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    uv_loop_close(&loop_);
+}
+
+void Worker::run()
+{
+    worker_attach();
+    if (!wait_for_extension())
+        return;
+    incarnation_ = (uint64_t)(unix_now_us() & 0xffffffff);
+    start_loop();
+    start_partitions();
+    worker_set_phase(WORKER_RUNNING);
+    ereport(LOG, (errmsg("atomix raft worker serving %d partitions as node %d",
+                         atomix_partitions, atomix_node_id)));
+    pgstat_report_activity(STATE_IDLE, NULL);
+
+    while (!got_sigterm)
+        turn(next_timeout_ms(unix_now_us()));
+    shutdown();
+}
+
+} // namespace atomix
+
+/* The entry point the postmaster starts (bgw_function_name). */
+extern "C" PGDLLEXPORT void atomix_worker_main(Datum arg);
+
+static void worker_body(void *)
+{
+    /* Lives until the process exits: never destroyed across a longjmp. */
+    atomix::Worker *worker = new atomix::Worker();
+    worker->run();
+}
+
+void atomix_worker_main(Datum)
+{
+    pqsignal(SIGTERM, atomix::handle_sigterm);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnection(atomix_database, NULL, 0);
+
+    /* ERROR in a background worker exits the process with code 1, and the
+     * postmaster restarts it: recovery is replaying the Raft log. */
+    atomix::run_guarded(worker_body, NULL, ERROR, "atomix raft worker");
+    proc_exit(1);
+}

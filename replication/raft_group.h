@@ -1,0 +1,85 @@
+/*
+ * raft_group.h — one partition's Raft group on this node.
+ *
+ * Owns the c-raft instance, its raft_uv I/O (the on-disk log under the
+ * partition's directory) and its transport, and hides the c-raft 0.15 gaps
+ * the rest of the worker must not care about:
+ *   - no no-op entry on election: on becoming leader we append a barrier at
+ *     once, so entries of older terms get committed and applied;
+ *   - no state-change callback: poll() compares raft_state() after each
+ *     loop turn;
+ *   - raft_apply with several buffers calls back only for the first: we
+ *     propose exactly one (packed) buffer per call.
+ * Pure C++ over libuv and c-raft; nothing here calls Postgres.
+ */
+#ifndef ATOMIX_RAFT_GROUP_H
+#define ATOMIX_RAFT_GROUP_H
+
+#include <cstdint>
+#include <string>
+
+#include "raft_include.h"
+
+namespace atomix {
+
+struct RaftGroupConfig {
+    uint32_t partition = 0;
+    raft_id node_id = 1;
+    std::string address;
+    std::string dir; /* must exist */
+    unsigned snapshot_threshold = 4096;
+    unsigned snapshot_trailing = 1024;
+    size_t segment_size = 1024 * 1024;
+};
+
+/* Called once per proposal: status 0 once applied, else a RAFT_* error. */
+typedef void (*ProposeDone)(void *arg, int status, const char *errmsg);
+
+class RaftGroup {
+  public:
+    RaftGroup(uv_loop_t *loop, const RaftGroupConfig &config, struct raft_fsm *fsm);
+    RaftGroup(const RaftGroup &) = delete;
+    RaftGroup &operator=(const RaftGroup &) = delete;
+
+    /* Bootstraps a new single-voter group on first start, then starts it.
+     * Throws std::runtime_error with c-raft's message on failure. */
+    void start();
+
+    bool is_leader();
+    uint64_t term() { return raft_.current_term; }
+    uint64_t commit_index() { return raft_.commit_index; }
+    uint64_t last_applied() { return raft_last_applied(&raft_); }
+    /* The index of the entry the FSM is being asked to apply right now. */
+    uint64_t applying_index() { return raft_last_applied(&raft_) + 1; }
+
+    /* Proposes one packed entry (copied into a raft buffer).  Returns 0, or
+     * a RAFT_* code when it failed at once (done is then not called). */
+    int propose(const std::string &entry, ProposeDone done, void *arg);
+
+    /* After each loop turn: notices leadership changes. */
+    void poll();
+
+    /* Starts closing; closed() turns true once c-raft released everything. */
+    void close();
+    bool closed() const { return closed_; }
+
+    const char *errmsg() { return raft_errmsg(&raft_); }
+    uint32_t partition() const { return config_.partition; }
+
+  private:
+    static void on_closed(struct raft *r);
+
+    RaftGroupConfig config_;
+    uv_loop_t *loop_;
+    struct raft_fsm *fsm_;
+    struct raft raft_;
+    struct raft_io io_;
+    struct raft_uv_transport transport_;
+    bool started_ = false;
+    bool was_leader_ = false;
+    bool closed_ = false;
+};
+
+} // namespace atomix
+
+#endif

@@ -1,0 +1,120 @@
+-- atomix 0.1: Raft-replicated maps and counters.
+\echo Use "CREATE EXTENSION atomix" to load this file. \quit
+
+-- Refuse at once unless atomix is preloaded and this is atomix.database.
+CREATE FUNCTION atomix._check_create() RETURNS void
+    AS 'MODULE_PATHNAME', 'atomix_check_create' LANGUAGE C VOLATILE;
+SELECT atomix._check_create();
+REVOKE ALL ON FUNCTION atomix._check_create() FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA atomix TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Partition state.  Written only by the raft worker, which applies committed
+-- Raft entries; everyone may read, nobody else may write.
+------------------------------------------------------------------------------
+
+-- One row per partition: the last Raft index applied to the tables and the
+-- leader-stamped log time, committed in the same transaction as the state.
+CREATE TABLE atomix.partition_state (
+    partition_id  int PRIMARY KEY,
+    applied_index bigint NOT NULL DEFAULT 0,
+    log_time      timestamptz NOT NULL DEFAULT 'epoch'
+);
+
+-- Map entries; values are stored as bytes (text values in the database
+-- encoding).  One leaf table per partition.
+CREATE TABLE atomix.map_data (
+    partition_id int NOT NULL,
+    map          text NOT NULL,
+    key          text NOT NULL,
+    value        bytea NOT NULL,
+    version      bigint NOT NULL,
+    expires_at   timestamptz
+) PARTITION BY LIST (partition_id);
+
+CREATE TABLE atomix.counter_data (
+    partition_id int NOT NULL,
+    name         text NOT NULL,
+    value        bigint NOT NULL
+) PARTITION BY LIST (partition_id);
+
+DO $create_partitions$
+DECLARE
+    n int := current_setting('atomix.partitions')::int;
+BEGIN
+    FOR p IN 0 .. n - 1 LOOP
+        EXECUTE format('CREATE TABLE atomix.map_data_p%s PARTITION OF atomix.map_data '
+                       'FOR VALUES IN (%s)', p, p);
+        EXECUTE format('ALTER TABLE atomix.map_data_p%s ADD PRIMARY KEY (map, key)', p);
+        EXECUTE format('CREATE INDEX map_data_p%s_expiry ON atomix.map_data_p%s (expires_at) '
+                       'WHERE expires_at IS NOT NULL', p, p);
+        EXECUTE format('CREATE TABLE atomix.counter_data_p%s PARTITION OF atomix.counter_data '
+                       'FOR VALUES IN (%s)', p, p);
+        EXECUTE format('ALTER TABLE atomix.counter_data_p%s ADD PRIMARY KEY (name)', p);
+        INSERT INTO atomix.partition_state (partition_id) VALUES (p);
+    END LOOP;
+END
+$create_partitions$;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA atomix FROM PUBLIC;
+GRANT SELECT ON ALL TABLES IN SCHEMA atomix TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Types
+------------------------------------------------------------------------------
+
+CREATE TYPE atomix.entry AS (
+    key        text,
+    value      text,
+    version    bigint,
+    expires_at timestamptz
+);
+
+------------------------------------------------------------------------------
+-- Maps.  Writes are not part of the caller's transaction (like nextval):
+-- they are durable once the call returns, even if the caller rolls back.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.map_put(map text, key text, value text,
+                               ttl interval DEFAULT NULL, if_version bigint DEFAULT NULL)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_map_put' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_put(map text, key text, value bytea,
+                               ttl interval DEFAULT NULL, if_version bigint DEFAULT NULL)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_map_put' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_insert(map text, key text, value text, ttl interval DEFAULT NULL)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_map_insert' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_insert(map text, key text, value bytea, ttl interval DEFAULT NULL)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_map_insert' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_get(map text, key text)
+    RETURNS text AS 'MODULE_PATHNAME', 'atomix_map_get' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_get_bytea(map text, key text)
+    RETURNS bytea AS 'MODULE_PATHNAME', 'atomix_map_get_bytea' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_get_entry(map text, key text)
+    RETURNS atomix.entry AS 'MODULE_PATHNAME', 'atomix_map_get_entry' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_remove(map text, key text, if_version bigint DEFAULT NULL)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_map_remove' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_entries(map text)
+    RETURNS SETOF atomix.entry AS 'MODULE_PATHNAME', 'atomix_map_entries' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_size(map text)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_map_size' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.map_clear(map text)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_map_clear' LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Counters.  A counter that was never set reads as 0.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.counter_get(name text)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_counter_get' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.counter_set(name text, value bigint)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_counter_set' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.counter_incr(name text, delta bigint DEFAULT 1)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_counter_incr' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.counter_cas(name text, expected bigint, new bigint)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_counter_cas' LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION atomix.map_put(text, text, text, interval, bigint) IS
+    'Store value under key; returns the new version, or NULL when if_version does not match';
+COMMENT ON FUNCTION atomix.counter_set(text, bigint) IS
+    'Set the counter; returns its previous value (0 if it did not exist)';

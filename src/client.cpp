@@ -1,0 +1,208 @@
+/*
+ * client.cpp — submitting a command from a backend and waiting for it
+ * (protocol in shmem.h).  No polling: the backend sleeps on its latch and is
+ * woken by the worker's reply, by the worker's exit, or by an interrupt.
+ */
+extern "C" {
+#include "postgres.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "storage/dsm.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
+}
+
+#include <cstring>
+
+#include "client.h"
+#include "guc.h"
+#include "pg_bridge.h"
+#include "shmem.h"
+
+namespace atomix {
+
+static Oid usable_database = InvalidOid;
+
+void check_session_usable()
+{
+    if (!atomix_loaded_at_startup() || atomix_shared == NULL)
+        throw AtomixError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                          "atomix must be loaded via shared_preload_libraries",
+                          "Add 'atomix' to shared_preload_libraries in postgresql.conf and "
+                          "restart the server.");
+    if (usable_database == MyDatabaseId)
+        return;
+
+    char *dbname = NULL;
+    pg_guard([&] { dbname = get_database_name(MyDatabaseId); });
+    if (dbname == NULL || strcmp(dbname, atomix_database) != 0)
+        throw AtomixError(ERRCODE_FEATURE_NOT_SUPPORTED,
+                          std::string("atomix is served from database \"") + atomix_database +
+                              "\", not \"" + (dbname ? dbname : "?") + "\"",
+                          std::string("Connect to database \"") + atomix_database +
+                              "\", or set atomix.database and restart the server.");
+    usable_database = MyDatabaseId;
+}
+
+static AtomixRequestSlot *my_slot()
+{
+    int index = MyBackendId - 1;
+    if (index < 0 || (uint32)index >= atomix_shared->nslots)
+        throw AtomixError(ERRCODE_INTERNAL_ERROR, "atomix: this process has no request slot");
+    return &atomix_shared->slots[index];
+}
+
+/* Sleeps until our latch is set; an interrupt (cancel, statement_timeout,
+ * terminate) comes out of here as a PgError. */
+static void wait_for_latch()
+{
+    pg_guard([] {
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
+/* A previous request of ours that was cancelled may still be in the worker's
+ * hands; its slot is ours again once the worker lets go. */
+static void wait_until_slot_free(AtomixRequestSlot *slot)
+{
+    for (;;) {
+        LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+        if (slot->state == SLOT_DONE)
+            slot->state = SLOT_FREE;
+        bool free_now = slot->state == SLOT_FREE;
+        if (!free_now)
+            slot->latch = MyLatch;
+        LWLockRelease(atomix_shared->lock);
+        if (free_now)
+            return;
+        wait_for_latch();
+    }
+}
+
+/* Called when we stop waiting without a reply: the worker must not write
+ * into a slot we no longer watch, nor read a payload we are about to free. */
+static void abandon(AtomixRequestSlot *slot)
+{
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    if (slot->state == SLOT_QUEUED || slot->state == SLOT_DONE)
+        slot->state = SLOT_FREE;
+    else if (slot->state == SLOT_TAKEN)
+        slot->state = SLOT_ABANDONED;
+    LWLockRelease(atomix_shared->lock);
+}
+
+static void raise_reply_error(int code, const char *message)
+{
+    switch (code) {
+    case REPLY_OUT_OF_RANGE:
+        throw AtomixError(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "bigint out of range",
+                          "The counter was left unchanged.");
+    case REPLY_NOT_SUBMITTED:
+        throw AtomixError(ERRCODE_CANNOT_CONNECT_NOW, message,
+                          "The request was not applied; retry once the atomix worker is back.");
+    case REPLY_IN_DOUBT:
+        throw AtomixError(ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN, message,
+                          "The request may or may not have been applied; read before retrying.");
+    case REPLY_UNAVAILABLE:
+        throw AtomixError(ERRCODE_CANNOT_CONNECT_NOW, message,
+                          "The partition has no leader; check the cluster with "
+                          "atomix.partitions and the server log.");
+    default:
+        throw AtomixError(ERRCODE_INTERNAL_ERROR, message);
+    }
+}
+
+Reply submit(int32_t partition, const Command &cmd)
+{
+    check_session_usable();
+    std::string payload;
+    encode_command(cmd, payload);
+
+    AtomixRequestSlot *slot = my_slot();
+    wait_until_slot_free(slot);
+
+    /* Large payloads travel in a DSM segment we own until the slot leaves
+     * QUEUED (the worker copies it while holding the lock). */
+    dsm_segment *seg = NULL;
+    if (payload.size() > ATOMIX_INLINE_PAYLOAD) {
+        Size len = payload.size();
+        pg_guard([&] { seg = dsm_create(len, 0); });
+        memcpy(dsm_segment_address(seg), payload.data(), payload.size());
+    }
+
+    Latch *worker_latch = NULL;
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    if (atomix_shared->worker_pid != 0) {
+        slot->ticket++;
+        slot->latch = MyLatch;
+        slot->partition = partition;
+        slot->payload_len = (uint32)payload.size();
+        slot->payload_dsm = seg ? dsm_segment_handle(seg) : DSM_HANDLE_INVALID;
+        if (!seg)
+            memcpy(slot->inline_payload, payload.data(), payload.size());
+        slot->reply_code = REPLY_OK;
+        slot->reply_value = 0;
+        slot->reply_message[0] = '\0';
+        slot->state = SLOT_QUEUED;
+        worker_latch = atomix_shared->worker_latch;
+    }
+    LWLockRelease(atomix_shared->lock);
+
+    if (worker_latch == NULL) {
+        if (seg)
+            pg_guard([&] { dsm_detach(seg); });
+        throw AtomixError(ERRCODE_CANNOT_CONNECT_NOW, "the atomix raft worker is not running",
+                          "It restarts automatically within seconds; check the server log if "
+                          "it does not.");
+    }
+    SetLatch(worker_latch);
+
+    Reply reply;
+    int code = REPLY_OK;
+    char message[ATOMIX_REPLY_MESSAGE];
+    try {
+        for (;;) {
+            LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+            bool done = slot->state == SLOT_DONE;
+            if (done) {
+                code = slot->reply_code;
+                reply.value = slot->reply_value;
+                memcpy(message, slot->reply_message, sizeof(message));
+                message[sizeof(message) - 1] = '\0';
+                slot->state = SLOT_FREE;
+            }
+            LWLockRelease(atomix_shared->lock);
+            if (done)
+                break;
+            wait_for_latch();
+        }
+    } catch (...) {
+        abandon(slot);
+        if (seg)
+            pg_guard([&] { dsm_detach(seg); });
+        throw;
+    }
+    if (seg)
+        pg_guard([&] { dsm_detach(seg); });
+
+    if (code == REPLY_NULL)
+        reply.is_null = true;
+    else if (code != REPLY_OK)
+        raise_reply_error(code, message);
+    return reply;
+}
+
+void read_barrier(int32_t partition)
+{
+    if (atomix_read_consistency == ATOMIX_READ_SEQUENTIAL) {
+        check_session_usable();
+        return;
+    }
+    Command barrier;
+    barrier.op = Op::Barrier;
+    (void)submit(partition, barrier);
+}
+
+} // namespace atomix

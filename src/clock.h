@@ -1,0 +1,22 @@
+/*
+ * clock.h — wall-clock time in the state machine's unit (µs since the Unix
+ * epoch).  Only leaders read it, to stamp the entries they propose.
+ */
+#ifndef ATOMIX_CLOCK_H
+#define ATOMIX_CLOCK_H
+
+#include <cstdint>
+#include <ctime>
+
+namespace atomix {
+
+inline int64_t unix_now_us()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+} // namespace atomix
+
+#endif

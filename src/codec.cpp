@@ -1,0 +1,163 @@
+/*
+ * codec.cpp — encoding and bounds-checked decoding of commands and packed
+ * entries (see codec.h for the layout's reasons).
+ */
+#include "codec.h"
+
+#include <cstring>
+
+namespace atomix {
+
+void ByteWriter::u8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
+
+void ByteWriter::u32(uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+void ByteWriter::u64(uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+void ByteWriter::bytes(const std::string &s)
+{
+    u32(static_cast<uint32_t>(s.size()));
+    out_.append(s);
+}
+
+void ByteReader::need(size_t n) const
+{
+    if (static_cast<size_t>(end_ - p_) < n)
+        throw DecodeError("truncated atomix command");
+}
+
+uint8_t ByteReader::u8()
+{
+    need(1);
+    return *p_++;
+}
+
+uint32_t ByteReader::u32()
+{
+    need(4);
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= static_cast<uint32_t>(p_[i]) << (8 * i);
+    p_ += 4;
+    return v;
+}
+
+uint64_t ByteReader::u64()
+{
+    need(8);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= static_cast<uint64_t>(p_[i]) << (8 * i);
+    p_ += 8;
+    return v;
+}
+
+std::string ByteReader::bytes()
+{
+    uint32_t n = u32();
+    need(n);
+    std::string s(reinterpret_cast<const char *>(p_), n);
+    p_ += n;
+    return s;
+}
+
+size_t encoded_command_size(const Command &cmd)
+{
+    return 1 + 1 + 8 + (4 + cmd.name.size()) + (4 + cmd.key.size()) +
+           (4 + cmd.value.size()) + 8 * 4;
+}
+
+void encode_command(const Command &cmd, std::string &out)
+{
+    out.reserve(out.size() + encoded_command_size(cmd));
+    ByteWriter w(out);
+    w.u8(static_cast<uint8_t>(cmd.op));
+    w.u8(cmd.flags);
+    w.u64(cmd.request_id);
+    w.bytes(cmd.name);
+    w.bytes(cmd.key);
+    w.bytes(cmd.value);
+    w.i64(cmd.ttl_us);
+    w.i64(cmd.if_version);
+    w.i64(cmd.arg1);
+    w.i64(cmd.arg2);
+}
+
+static Command read_command(ByteReader &r)
+{
+    Command cmd;
+    uint8_t op = r.u8();
+    if (op < static_cast<uint8_t>(Op::MapPut) || op > static_cast<uint8_t>(Op::Barrier))
+        throw DecodeError("unknown atomix command");
+    cmd.op = static_cast<Op>(op);
+    cmd.flags = r.u8();
+    cmd.request_id = r.u64();
+    cmd.name = r.bytes();
+    cmd.key = r.bytes();
+    cmd.value = r.bytes();
+    cmd.ttl_us = r.i64();
+    cmd.if_version = r.i64();
+    cmd.arg1 = r.i64();
+    cmd.arg2 = r.i64();
+    return cmd;
+}
+
+Command decode_command(const void *data, size_t len)
+{
+    ByteReader r(data, len);
+    Command cmd = read_command(r);
+    if (!r.at_end())
+        throw DecodeError("trailing bytes after atomix command");
+    return cmd;
+}
+
+void encode_entry_header(const EntryHeader &h, std::string &out)
+{
+    ByteWriter w(out);
+    w.u32(EntryHeader::kMagic);
+    w.u8(EntryHeader::kFormat);
+    w.i64(h.stamp_us);
+    w.u32(h.count);
+}
+
+void patch_entry_count(std::string &entry, uint32_t count)
+{
+    if (entry.size() < kEntryHeaderSize)
+        throw DecodeError("entry shorter than its header");
+    for (int i = 0; i < 4; i++)
+        entry[kEntryHeaderSize - 4 + i] = static_cast<char>((count >> (8 * i)) & 0xff);
+}
+
+EntryReader::EntryReader(const void *data, size_t len)
+    : p_(static_cast<const uint8_t *>(data)), end_(p_ + len)
+{
+    ByteReader r(data, len);
+    if (r.u32() != EntryHeader::kMagic)
+        throw DecodeError("not an atomix entry");
+    if (r.u8() != EntryHeader::kFormat)
+        throw DecodeError("unsupported atomix entry format");
+    header_.stamp_us = r.i64();
+    header_.count = r.u32();
+    p_ = r.position();
+}
+
+bool EntryReader::next(Command &cmd)
+{
+    if (read_ >= header_.count)
+        return false;
+    ByteReader r(p_, static_cast<size_t>(end_ - p_));
+    cmd = read_command(r);
+    p_ = r.position();
+    read_++;
+    return true;
+}
+
+} // namespace atomix

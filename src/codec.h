@@ -1,0 +1,135 @@
+/*
+ * codec.h — the wire form of atomix commands and of the packed Raft entries
+ * that carry them.
+ *
+ * Pure C++ (no Postgres): the backend encodes one Command, the raft worker
+ * packs many of them behind one EntryHeader into a single raft buffer (c-raft
+ * 0.15 only calls back for the first buffer of a multi-buffer apply), and the
+ * state machine decodes them on every replica.  Everything is little-endian
+ * fixed-width so replicas on any host decode the same bytes the same way.
+ */
+#ifndef ATOMIX_CODEC_H
+#define ATOMIX_CODEC_H
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace atomix {
+
+enum class Op : uint8_t {
+    MapPut = 1,
+    MapInsert = 2,
+    MapRemove = 3,
+    MapClear = 4,
+    CounterSet = 5,
+    CounterIncr = 6,
+    CounterCas = 7,
+    /* Carries no state change: lets a read wait until everything committed
+     * before it has been applied (a linearizable read barrier). */
+    Barrier = 8,
+};
+
+constexpr uint8_t kFlagHasTtl = 1;
+constexpr uint8_t kFlagHasIfVersion = 2;
+
+struct Command {
+    Op op = Op::Barrier;
+    uint8_t flags = 0;
+    /* Identifies the waiting caller; opaque to the state machine. */
+    uint64_t request_id = 0;
+    std::string name;  /* map or counter name */
+    std::string key;   /* map key */
+    std::string value; /* map value bytes */
+    int64_t ttl_us = 0;
+    int64_t if_version = 0;
+    int64_t arg1 = 0; /* counter: value, delta or expected */
+    int64_t arg2 = 0; /* counter: new value for cas */
+
+    bool has_ttl() const { return flags & kFlagHasTtl; }
+    bool has_if_version() const { return flags & kFlagHasIfVersion; }
+};
+
+/* Every packed entry starts with this.  stamp_us is the proposing leader's
+ * wall clock (µs since the Unix epoch): the only clock the state machine ever
+ * reads, so TTL expiry is decided identically on every replica. */
+struct EntryHeader {
+    static constexpr uint32_t kMagic = 0x41544d58; /* "ATMX" */
+    static constexpr uint8_t kFormat = 1;
+    int64_t stamp_us = 0;
+    uint32_t count = 0;
+};
+
+constexpr size_t kEntryHeaderSize = 4 + 1 + 8 + 4;
+
+class DecodeError : public std::exception {
+  public:
+    explicit DecodeError(const char *what) : what_(what) {}
+    const char *what() const noexcept override { return what_; }
+
+  private:
+    const char *what_;
+};
+
+/* Appends the encoding of cmd to out. */
+void encode_command(const Command &cmd, std::string &out);
+size_t encoded_command_size(const Command &cmd);
+
+/* Writes a header; count may be patched later with patch_entry_count. */
+void encode_entry_header(const EntryHeader &h, std::string &out);
+void patch_entry_count(std::string &entry, uint32_t count);
+
+/* Sequential reader over one packed entry.  Throws DecodeError on any
+ * malformed or truncated input — it never reads past `len`. */
+class EntryReader {
+  public:
+    EntryReader(const void *data, size_t len);
+    const EntryHeader &header() const { return header_; }
+    bool next(Command &cmd); /* false once `count` commands were read */
+
+  private:
+    const uint8_t *p_;
+    const uint8_t *end_;
+    EntryHeader header_;
+    uint32_t read_ = 0;
+};
+
+/* Decodes one stand-alone command (as written by encode_command). */
+Command decode_command(const void *data, size_t len);
+
+/* Little-endian helpers shared with the snapshot format. */
+class ByteWriter {
+  public:
+    explicit ByteWriter(std::string &out) : out_(out) {}
+    void u8(uint8_t v);
+    void u32(uint32_t v);
+    void u64(uint64_t v);
+    void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
+    void bytes(const std::string &s); /* u32 length + bytes */
+
+  private:
+    std::string &out_;
+};
+
+class ByteReader {
+  public:
+    ByteReader(const void *data, size_t len)
+        : p_(static_cast<const uint8_t *>(data)), end_(p_ + len) {}
+    uint8_t u8();
+    uint32_t u32();
+    uint64_t u64();
+    int64_t i64() { return static_cast<int64_t>(u64()); }
+    std::string bytes();
+    bool at_end() const { return p_ == end_; }
+    const uint8_t *position() const { return p_; }
+
+  private:
+    void need(size_t n) const;
+    const uint8_t *p_;
+    const uint8_t *end_;
+};
+
+} // namespace atomix
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * guc.cpp — definitions of the atomix.* settings.
+ *
+ * Settings that shape the on-disk layout or shared memory (database,
+ * partitions, node identity) are PGC_POSTMASTER: changing them needs a
+ * restart, and changing `partitions` on an existing cluster is refused by
+ * the worker rather than silently moving state.
+ */
+extern "C" {
+#include "postgres.h"
+#include "utils/guc.h"
+}
+
+#include "guc.h"
+
+char *atomix_database = NULL;
+int atomix_partitions = 16;
+int atomix_read_consistency = ATOMIX_READ_LINEARIZABLE;
+int atomix_max_value_size = 1024 * 1024;
+int atomix_node_id = 1;
+char *atomix_listen_address = NULL;
+int atomix_snapshot_threshold = 4096;
+int atomix_snapshot_trailing = 1024;
+int atomix_unavailable_timeout_ms = 10000;
+
+static const struct config_enum_entry read_consistency_options[] = {
+    {"linearizable", ATOMIX_READ_LINEARIZABLE, false},
+    {"sequential", ATOMIX_READ_SEQUENTIAL, false},
+    {NULL, 0, false},
+};
+
+void atomix_define_gucs(void)
+{
+    DefineCustomStringVariable(
+        "atomix.database", "Database in which the atomix extension lives.",
+        "The raft worker connects to this database; atomix functions work only there.",
+        &atomix_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.partitions", "Number of partitions (Raft groups) primitive state is sharded over.",
+        "Fixed for the life of a cluster: the worker refuses to start if it differs from the "
+        "value the extension was created with.",
+        &atomix_partitions, 16, 1, 256, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomEnumVariable(
+        "atomix.read_consistency", "Consistency of atomix reads.",
+        "linearizable reads wait for a Raft round on the leader; sequential reads read the "
+        "local replica.",
+        &atomix_read_consistency, ATOMIX_READ_LINEARIZABLE, read_consistency_options, PGC_USERSET,
+        0, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.max_value_size", "Largest map value accepted, in bytes.", NULL,
+        &atomix_max_value_size, 1024 * 1024, 1, 64 * 1024 * 1024, PGC_SUSET, GUC_UNIT_BYTE, NULL,
+        NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.node_id", "This server's id in the atomix cluster.", NULL, &atomix_node_id, 1, 1,
+        65535, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomStringVariable(
+        "atomix.listen_address", "host:port of this node's atomix transport.", NULL,
+        &atomix_listen_address, "127.0.0.1:7401", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.snapshot_threshold",
+        "Applied log entries after which a partition takes a snapshot and compacts its log.",
+        "Snapshots run on the worker's loop; lower values bound memory and disk, higher values "
+        "cost less throughput.",
+        &atomix_snapshot_threshold, 4096, 16, 1000000, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.snapshot_trailing", "Log entries kept behind a snapshot for lagging replicas.",
+        NULL, &atomix_snapshot_trailing, 1024, 0, 1000000, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.unavailable_timeout",
+        "How long a request waits for its partition to have a leader before failing.", NULL,
+        &atomix_unavailable_timeout_ms, 10000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL,
+        NULL, NULL);
+
+    MarkGUCPrefixReserved("atomix");
+}

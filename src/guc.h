@@ -1,0 +1,24 @@
+/*
+ * guc.h — atomix settings (defined in guc.cpp, documented in README.md).
+ */
+#ifndef ATOMIX_GUC_H
+#define ATOMIX_GUC_H
+
+enum AtomixReadConsistency {
+    ATOMIX_READ_LINEARIZABLE = 0,
+    ATOMIX_READ_SEQUENTIAL = 1,
+};
+
+extern char *atomix_database;
+extern int atomix_partitions;
+extern int atomix_read_consistency;
+extern int atomix_max_value_size;
+extern int atomix_node_id;
+extern char *atomix_listen_address;
+extern int atomix_snapshot_threshold;
+extern int atomix_snapshot_trailing;
+extern int atomix_unavailable_timeout_ms;
+
+void atomix_define_gucs(void);
+
+#endif

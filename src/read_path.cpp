@@ -1,0 +1,159 @@
+/*
+ * read_path.cpp — SPI reads of the local partition tables (see read_path.h).
+ *
+ * Prepared plans are kept per partition for the life of the backend; the
+ * plan cache revalidates them if the tables are recreated.
+ */
+extern "C" {
+#include "postgres.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+}
+
+#include "read_path.h"
+#include "pg_bridge.h"
+
+namespace atomix {
+
+static constexpr int kMaxPlans = 256; /* atomix.partitions upper bound */
+static SPIPlanPtr map_get_plans[kMaxPlans];
+static SPIPlanPtr counter_get_plans[kMaxPlans];
+static SPIPlanPtr map_size_plan;
+static SPIPlanPtr map_entries_plan;
+
+/* Must run inside SPI (called from within a pg_guard). */
+static SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs)
+{
+    if (*slot == NULL) {
+        Oid types[2] = {TEXTOID, TEXTOID};
+        SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
+        if (plan == NULL)
+            elog(ERROR, "atomix: SPI_prepare failed for \"%s\": %s", sql,
+                 SPI_result_code_string(SPI_result));
+        SPI_keepplan(plan);
+        *slot = plan;
+    }
+    return *slot;
+}
+
+/* Runs a kept plan under the latest snapshot: atomix reads see what was
+ * committed up to now, whatever the caller's isolation level. */
+static int run_latest(SPIPlanPtr plan, Datum *args, long limit)
+{
+    Snapshot snap = GetLatestSnapshot();
+    return SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, limit);
+}
+
+static Datum text_arg(const std::string &s)
+{
+    return PointerGetDatum(cstring_to_text_with_len(s.data(), (int)s.size()));
+}
+
+MapLookup read_map_entry(int32_t partition, const std::string &map, const std::string &key)
+{
+    MapLookup out;
+    MemoryContext caller = CurrentMemoryContext;
+    pg_guard([&] {
+        char sql[160];
+        snprintf(sql, sizeof(sql),
+                 "SELECT value, version, expires_at FROM atomix.map_data_p%d "
+                 "WHERE map = $1 AND key = $2",
+                 (int)partition);
+        Datum args[2] = {text_arg(map), text_arg(key)};
+        SPI_connect();
+        SPIPlanPtr plan = cached_plan(&map_get_plans[partition], sql, 2);
+        run_latest(plan, args, 1);
+        if (SPI_processed == 1) {
+            HeapTuple tuple = SPI_tuptable->vals[0];
+            TupleDesc desc = SPI_tuptable->tupdesc;
+            bool isnull;
+            Datum value = SPI_getbinval(tuple, desc, 1, &isnull);
+            MemoryContext spi = MemoryContextSwitchTo(caller);
+            out.value = DatumGetByteaPCopy(value);
+            MemoryContextSwitchTo(spi);
+            out.version = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+            Datum expires = SPI_getbinval(tuple, desc, 3, &isnull);
+            out.has_expiry = !isnull;
+            out.expires_at = isnull ? 0 : DatumGetTimestampTz(expires);
+            out.found = true;
+        }
+        SPI_finish();
+    });
+    return out;
+}
+
+int64_t read_map_size(const std::string &map)
+{
+    int64_t count = 0;
+    pg_guard([&] {
+        Datum args[1] = {text_arg(map)};
+        SPI_connect();
+        SPIPlanPtr plan =
+            cached_plan(&map_size_plan, "SELECT count(*) FROM atomix.map_data WHERE map = $1", 1);
+        run_latest(plan, args, 1);
+        bool isnull;
+        count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+                                            &isnull));
+        SPI_finish();
+    });
+    return count;
+}
+
+bool read_counter(int32_t partition, const std::string &name, int64_t *value)
+{
+    bool found = false;
+    pg_guard([&] {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SELECT value FROM atomix.counter_data_p%d WHERE name = $1",
+                 (int)partition);
+        Datum args[1] = {text_arg(name)};
+        SPI_connect();
+        SPIPlanPtr plan = cached_plan(&counter_get_plans[partition], sql, 1);
+        run_latest(plan, args, 1);
+        if (SPI_processed == 1) {
+            bool isnull;
+            *value = DatumGetInt64(
+                SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+            found = true;
+        }
+        SPI_finish();
+    });
+    return found;
+}
+
+void read_map_entries(FunctionCallInfo fcinfo, const std::string &map, bool as_text)
+{
+    pg_guard([&] {
+        InitMaterializedSRF(fcinfo, 0);
+        ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+        Datum args[1] = {text_arg(map)};
+        SPI_connect();
+        SPIPlanPtr plan = cached_plan(&map_entries_plan,
+                                      "SELECT key, value, version, expires_at "
+                                      "FROM atomix.map_data WHERE map = $1 ORDER BY key",
+                                      1);
+        run_latest(plan, args, 0);
+        for (uint64 i = 0; i < SPI_processed; i++) {
+            HeapTuple tuple = SPI_tuptable->vals[i];
+            TupleDesc desc = SPI_tuptable->tupdesc;
+            Datum values[4];
+            bool nulls[4];
+            for (int c = 0; c < 4; c++)
+                values[c] = SPI_getbinval(tuple, desc, c + 1, &nulls[c]);
+            if (as_text) {
+                bytea *raw = DatumGetByteaPP(values[1]);
+                /* values are stored as bytes; as text they must be valid here */
+                pg_verify_mbstr(GetDatabaseEncoding(), VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw),
+                                false);
+            }
+            tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+        }
+        SPI_finish();
+    });
+}
+
+} // namespace atomix

@@ -1,0 +1,70 @@
+/*
+ * shmem.cpp — sizing and initialising the shared request slots.
+ */
+extern "C" {
+#include "postgres.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+}
+
+#include "guc.h"
+#include "shmem.h"
+
+AtomixShared *atomix_shared = NULL;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool loaded_at_startup = false;
+
+bool atomix_loaded_at_startup(void) { return loaded_at_startup; }
+void atomix_set_loaded_at_startup(void) { loaded_at_startup = true; }
+
+static Size shared_size(void)
+{
+    return add_size(offsetof(AtomixShared, slots),
+                    mul_size(sizeof(AtomixRequestSlot), (Size)MaxBackends));
+}
+
+void atomix_shmem_request(void)
+{
+    RequestAddinShmemSpace(shared_size());
+    RequestNamedLWLockTranche("atomix", 1);
+}
+
+static void shmem_startup(void)
+{
+    bool found;
+
+    if (prev_shmem_startup_hook)
+        prev_shmem_startup_hook();
+
+    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+    atomix_shared = (AtomixShared *)ShmemInitStruct("atomix", shared_size(), &found);
+    if (!found) {
+        memset(atomix_shared, 0, shared_size());
+        atomix_shared->lock = &(GetNamedLWLockTranche("atomix"))->lock;
+        atomix_shared->nslots = (uint32)MaxBackends;
+        atomix_shared->partitions = atomix_partitions;
+        atomix_shared->worker_phase = WORKER_STOPPED;
+    }
+    LWLockRelease(AddinShmemInitLock);
+}
+
+void atomix_shmem_startup(void)
+{
+    prev_shmem_startup_hook = shmem_startup_hook;
+    shmem_startup_hook = shmem_startup;
+}
+
+void atomix_wake_worker(void)
+{
+    Latch *latch = NULL;
+    if (!atomix_shared)
+        return;
+    LWLockAcquire(atomix_shared->lock, LW_SHARED);
+    if (atomix_shared->worker_pid != 0)
+        latch = atomix_shared->worker_latch;
+    LWLockRelease(atomix_shared->lock);
+    if (latch)
+        SetLatch(latch);
+}

@@ -1,0 +1,161 @@
+/*
+ * sql_map.cpp — the map functions of schema atomix.
+ *
+ * Writes become one command routed to the partition of (map, key); map_clear
+ * goes to every partition (each clears its share atomically; the call is not
+ * atomic across partitions).  Reads pass the read barrier, then read the
+ * local tables (read_path.h).
+ */
+extern "C" {
+#include "postgres.h"
+#include "access/htup_details.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+}
+
+#include "client.h"
+#include "guc.h"
+#include "pg_bridge.h"
+#include "read_path.h"
+#include "routing.h"
+#include "shmem.h"
+#include "sql_args.h"
+
+using namespace atomix;
+
+static int32_t partition_of(const std::string &map, const std::string &key)
+{
+    return (int32_t)map_partition(map, key, (uint32_t)atomix_partitions);
+}
+
+static Datum reply_bigint(FunctionCallInfo fcinfo, const Reply &r)
+{
+    if (r.is_null)
+        PG_RETURN_NULL();
+    PG_RETURN_INT64(r.value);
+}
+
+/* map_put(map, key, value text|bytea, ttl interval, if_version bigint) */
+ATOMIX_SQL_FUNCTION(atomix_map_put)
+{
+    Command cmd;
+    cmd.op = Op::MapPut;
+    cmd.name = name_arg(fcinfo, 0, "map name");
+    cmd.key = key_arg(fcinfo, 1);
+    cmd.value = value_arg(fcinfo, 2);
+    if (ttl_arg(fcinfo, 3, &cmd.ttl_us))
+        cmd.flags |= kFlagHasTtl;
+    if (!PG_ARGISNULL(4)) {
+        cmd.flags |= kFlagHasIfVersion;
+        cmd.if_version = PG_GETARG_INT64(4);
+    }
+    return reply_bigint(fcinfo, submit(partition_of(cmd.name, cmd.key), cmd));
+}
+
+/* map_insert(map, key, value text|bytea, ttl interval) */
+ATOMIX_SQL_FUNCTION(atomix_map_insert)
+{
+    Command cmd;
+    cmd.op = Op::MapInsert;
+    cmd.name = name_arg(fcinfo, 0, "map name");
+    cmd.key = key_arg(fcinfo, 1);
+    cmd.value = value_arg(fcinfo, 2);
+    if (ttl_arg(fcinfo, 3, &cmd.ttl_us))
+        cmd.flags |= kFlagHasTtl;
+    return reply_bigint(fcinfo, submit(partition_of(cmd.name, cmd.key), cmd));
+}
+
+/* map_remove(map, key, if_version bigint) */
+ATOMIX_SQL_FUNCTION(atomix_map_remove)
+{
+    Command cmd;
+    cmd.op = Op::MapRemove;
+    cmd.name = name_arg(fcinfo, 0, "map name");
+    cmd.key = key_arg(fcinfo, 1);
+    if (!PG_ARGISNULL(2)) {
+        cmd.flags |= kFlagHasIfVersion;
+        cmd.if_version = PG_GETARG_INT64(2);
+    }
+    Reply r = submit(partition_of(cmd.name, cmd.key), cmd);
+    PG_RETURN_BOOL(r.value != 0);
+}
+
+ATOMIX_SQL_FUNCTION(atomix_map_clear)
+{
+    Command cmd;
+    cmd.op = Op::MapClear;
+    cmd.name = name_arg(fcinfo, 0, "map name");
+    PG_RETURN_INT64(submit(ATOMIX_ALL_PARTITIONS, cmd).value);
+}
+
+static MapLookup lookup(FunctionCallInfo fcinfo)
+{
+    std::string map = name_arg(fcinfo, 0, "map name");
+    std::string key = key_arg(fcinfo, 1);
+    int32_t partition = partition_of(map, key);
+    read_barrier(partition);
+    return read_map_entry(partition, map, key);
+}
+
+static text *as_text(bytea *raw)
+{
+    pg_guard([&] {
+        pg_verify_mbstr(GetDatabaseEncoding(), VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), false);
+    });
+    return (text *)raw; /* same varlena layout */
+}
+
+ATOMIX_SQL_FUNCTION(atomix_map_get)
+{
+    MapLookup found = lookup(fcinfo);
+    if (!found.found)
+        PG_RETURN_NULL();
+    PG_RETURN_TEXT_P(as_text(found.value));
+}
+
+ATOMIX_SQL_FUNCTION(atomix_map_get_bytea)
+{
+    MapLookup found = lookup(fcinfo);
+    if (!found.found)
+        PG_RETURN_NULL();
+    PG_RETURN_BYTEA_P(found.value);
+}
+
+/* map_get_entry(map, key) → atomix.entry (key, value, version, expires_at) */
+ATOMIX_SQL_FUNCTION(atomix_map_get_entry)
+{
+    MapLookup found = lookup(fcinfo);
+    if (!found.found)
+        PG_RETURN_NULL();
+    Datum key = PG_GETARG_DATUM(1);
+    text *value = as_text(found.value);
+    Datum result = 0;
+    pg_guard([&] {
+        TupleDesc desc;
+        if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+            elog(ERROR, "atomix: map_get_entry must return a composite type");
+        desc = BlessTupleDesc(desc);
+        Datum values[4] = {key, PointerGetDatum(value), Int64GetDatum(found.version),
+                           TimestampTzGetDatum(found.expires_at)};
+        bool nulls[4] = {false, false, false, !found.has_expiry};
+        result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+    });
+    return result;
+}
+
+ATOMIX_SQL_FUNCTION(atomix_map_entries)
+{
+    std::string map = name_arg(fcinfo, 0, "map name");
+    read_barrier(ATOMIX_ALL_PARTITIONS);
+    read_map_entries(fcinfo, map, true);
+    return (Datum)0;
+}
+
+ATOMIX_SQL_FUNCTION(atomix_map_size)
+{
+    std::string map = name_arg(fcinfo, 0, "map name");
+    read_barrier(ATOMIX_ALL_PARTITIONS);
+    PG_RETURN_INT64(read_map_size(map));
+}
