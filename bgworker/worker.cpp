@@ -247,6 +247,7 @@ bool Worker::wait_for_extension()
             (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10000L,
                             PG_WAIT_EXTENSION);
             ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
         });
         if (got_sigterm)
             return false;
@@ -467,6 +468,8 @@ void Worker::turn(long timeout_ms)
     pg_guard([&] {
         (void)WaitEventSetWait(wait_set_, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
+        /* absorbs proc signal barriers (DROP DATABASE waits for them) */
+        CHECK_FOR_INTERRUPTS();
         if (ConfigReloadPending) {
             ConfigReloadPending = false;
             ProcessConfigFile(PGC_SIGHUP);

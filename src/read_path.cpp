@@ -147,8 +147,15 @@ void read_map_entries(FunctionCallInfo fcinfo, const std::string &map, bool as_t
             if (as_text) {
                 bytea *raw = DatumGetByteaPP(values[1]);
                 /* values are stored as bytes; as text they must be valid here */
-                pg_verify_mbstr(GetDatabaseEncoding(), VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw),
-                                false);
+                if (!pg_verify_mbstr(GetDatabaseEncoding(), VARDATA_ANY(raw),
+                                     VARSIZE_ANY_EXHDR(raw), true))
+                    ereport(ERROR,
+                            (errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+                             errmsg("the value of key \"%s\" is not valid text in the database "
+                                    "encoding",
+                                    TextDatumGetCString(values[0])),
+                             errhint("It was stored as bytea; read it with "
+                                     "atomix.map_get_bytea().")));
             }
             tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
         }

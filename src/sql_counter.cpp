@@ -58,7 +58,7 @@ ATOMIX_SQL_FUNCTION(atomix_counter_cas)
     Command cmd;
     cmd.op = Op::CounterCas;
     cmd.name = name_arg(fcinfo, 0, "counter name");
-    cmd.arg1 = bigint_arg(fcinfo, 1, "expected");
-    cmd.arg2 = bigint_arg(fcinfo, 2, "new");
+    cmd.arg1 = bigint_arg(fcinfo, 1, "expected value");
+    cmd.arg2 = bigint_arg(fcinfo, 2, "new value");
     PG_RETURN_BOOL(submit(partition_of(cmd.name), cmd).value != 0);
 }

@@ -101,9 +101,15 @@ static MapLookup lookup(FunctionCallInfo fcinfo)
 
 static text *as_text(bytea *raw)
 {
+    bool valid = false;
     pg_guard([&] {
-        pg_verify_mbstr(GetDatabaseEncoding(), VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), false);
+        valid = pg_verify_mbstr(GetDatabaseEncoding(), VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw),
+                                true);
     });
+    if (!valid)
+        throw AtomixError(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+                          "the value is not valid text in the database encoding",
+                          "It was stored as bytea; read it with atomix.map_get_bytea().");
     return (text *)raw; /* same varlena layout */
 }
 

@@ -9,12 +9,19 @@
  * snapshots are taken and sent (InstallSnapshot) all the time.  After healing,
  * every replica must hold exactly the same state, every acknowledged write
  * must be in it, and no write may have been applied twice.
+ *
+ * Schedules are pure functions of their seed.  Environment knobs for digging
+ * into one: FIXTURE_SCHEDULES=N (sweep more seeds), FIXTURE_SEED=S (run only
+ * seed S), FIXTURE_DEBUG=1 (print applies, acks and stuck states; combine
+ * with LIBRAFT_TRACE=1 for c-raft's own trace), FIXTURE_NO_WARMUP=1 (see
+ * warm_up()).
  */
 #include "unit_helpers.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -30,6 +37,8 @@ using namespace atomix;
 using namespace unit;
 
 namespace {
+
+const bool kDebug = getenv("FIXTURE_DEBUG") != nullptr;
 
 /* request_id = seq << 8 | kind: lets the FSM know what each result was for. */
 enum Kind : uint64_t { kIncr = 1, kInsert = 2, kTtlPut = 3, kBarrier = 4 };
@@ -78,6 +87,70 @@ struct Cluster {
     }
 };
 
+/* ---- workaround for a bug in c-raft 0.15's fixture I/O ----
+ *
+ * The fixture's in-memory raft_io (src/fixture.c, unchanged upstream) keeps
+ * the log in an array that assumes entry k sits at position k-1.  Installing
+ * a snapshot empties the array (truncate(1)), so on that follower a later
+ * truncate(k) of conflicting entries memcpy's k-1 entries out of a shorter
+ * array: a heap over-read (ASan) and garbage in the fake log.  That array is
+ * only read back when a server restarts, which these tests never do, so we
+ * track how many entries it really holds and clamp truncations to that. */
+struct IoShim {
+    int (*append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[], unsigned,
+                  raft_io_append_cb);
+    int (*truncate)(struct raft_io *, raft_index);
+    size_t stored = 0; /* entries in the fixture's array */
+};
+struct PendingAppend {
+    IoShim *shim;
+    raft_io_append_cb cb;
+    unsigned n;
+};
+std::map<struct raft_io *, IoShim> io_shims;
+std::map<struct raft_io_append *, PendingAppend> pending_appends;
+
+void shim_append_cb(struct raft_io_append *req, int status)
+{
+    PendingAppend p = pending_appends.at(req);
+    pending_appends.erase(req); /* the callback may reuse req */
+    if (status == 0)
+        p.shim->stored += p.n;
+    p.cb(req, status);
+}
+
+int shim_append(struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries[],
+                unsigned n, raft_io_append_cb cb)
+{
+    IoShim &shim = io_shims.at(io);
+    pending_appends[req] = PendingAppend{&shim, cb, n};
+    int rv = shim.append(io, req, entries, n, shim_append_cb);
+    if (rv != 0)
+        pending_appends.erase(req);
+    return rv;
+}
+
+int shim_truncate(struct raft_io *io, raft_index index)
+{
+    IoShim &shim = io_shims.at(io);
+    if (index - 1 > shim.stored)
+        index = shim.stored + 1;
+    int rv = shim.truncate(io, index);
+    if (rv == 0)
+        shim.stored = index - 1;
+    return rv;
+}
+
+void install_io_shim(struct raft_io *io)
+{
+    IoShim &shim = io_shims[io];
+    shim = IoShim{};
+    shim.append = io->append;
+    shim.truncate = io->truncate;
+    io->append = shim_append;
+    io->truncate = shim_truncate;
+}
+
 /* ---- the FSM adapter, as the raft worker does it ---- */
 
 int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
@@ -102,6 +175,13 @@ int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result
             cl->problem("node " + std::to_string(node->i) + ": insert of seq " +
                         std::to_string(r.request_id >> 8) + " applied twice");
     }
+    if (kDebug)
+        for (const CommandResult &r : node->last)
+            if ((r.request_id & 0xff) == kInsert)
+                fprintf(stderr, "t=%llu node %u applies seq %llu at index %llu term %llu\n",
+                        (unsigned long long)cl->f.time, node->i,
+                        (unsigned long long)(r.request_id >> 8), (unsigned long long)index,
+                        (unsigned long long)cl->raft(node->i)->current_term);
     *result = &node->last;
     return 0; /* non-zero would stall the group */
 }
@@ -164,6 +244,10 @@ void apply_cb(struct raft_apply *req, int status, void *result)
                         std::to_string(r.value) + " is not (index << 16 | position)");
     }
     cl->acked.insert(s->seqs.begin(), s->seqs.end());
+    if (kDebug)
+        for (uint64_t seq : s->seqs)
+            fprintf(stderr, "t=%llu ack seq %llu index %llu\n", (unsigned long long)cl->f.time,
+                    (unsigned long long)seq, (unsigned long long)req->index);
 }
 
 /* Any replica that believes it leads, stale or not: writes sent to a deposed
@@ -325,6 +409,7 @@ std::unique_ptr<Cluster> make_cluster(unsigned n, uint64_t seed)
         node->fsm.snapshot = fsm_snapshot;
         node->fsm.restore = fsm_restore;
         assert_int_equal(raft_fixture_grow(&cl->f, &node->fsm), 0);
+        install_io_shim(&cl->f.servers[i].io);
         cl->nodes.push_back(std::move(node));
         cl->health.push_back(Health::Up);
         cl->clock_skew_us.push_back(static_cast<int64_t>(cl->below(50)) * 1000);
@@ -353,6 +438,52 @@ std::unique_ptr<Cluster> make_cluster(unsigned n, uint64_t seed)
     return cl;
 }
 
+void debug_states(Cluster &cl, const char *when)
+{
+    if (!kDebug)
+        return;
+    fprintf(stderr, "%s: time %llu leader_id %llu\n", when, (unsigned long long)cl.f.time,
+            (unsigned long long)cl.f.leader_id);
+    for (unsigned i = 0; i < cl.n(); i++) {
+        struct raft *r = cl.raft(i);
+        fprintf(stderr, "  node %u alive %d state %d term %llu last_index %llu applied %llu commit %llu\n", i,
+                raft_fixture_alive(&cl.f, i), raft_state(r), (unsigned long long)r->current_term,
+                (unsigned long long)raft_last_index(r), (unsigned long long)raft_last_applied(r),
+                (unsigned long long)r->commit_index);
+    }
+}
+
+/* Workaround for a bug in c-raft 0.15 (replication.c, deleteConflictingEntries):
+ * a follower that has compacted index 1 into its own snapshot, receiving an
+ * AppendEntries with prev_log_index 0 (a new leader that has not snapshotted
+ * yet probes from 1 after a failed send), takes the compacted entries for
+ * missing ones and appends them at the end of its log: assertion failure in
+ * debug builds, a corrupted log in Debian's (NDEBUG) build.  Once every
+ * replica has taken a snapshot, no leader's log starts at 1 any more and a
+ * lagging follower gets InstallSnapshot instead.  Set FIXTURE_NO_WARMUP=1 to
+ * see the bug (e.g. FIXTURE_SEED=5000017). */
+bool warm_up(Cluster &cl)
+{
+    if (getenv("FIXTURE_NO_WARMUP"))
+        return true;
+    for (int round = 0; round < 100; round++) {
+        bool all_snapshotted = true;
+        for (auto &node : cl.nodes)
+            all_snapshotted &= node->snapshots > 0;
+        if (all_snapshotted)
+            return true;
+        if (!raft_fixture_step_until_has_leader(&cl.f, 10000))
+            break;
+        /* one entry at a time: c-raft 0.15 only ever tries to commit the
+         * leader's last stored index, so a steady stream can starve commits */
+        uint64_t index = submit(cl);
+        if (index)
+            raft_fixture_step_until_applied(&cl.f, cl.n(), index, 5000);
+    }
+    debug_states(cl, "warm-up failed");
+    return false;
+}
+
 void run_schedule(Cluster &cl, unsigned steps)
 {
     for (unsigned s = 0; s < steps; s++) {
@@ -375,21 +506,6 @@ void run_schedule(Cluster &cl, unsigned steps)
 
 /* Heal everything, let a leader commit one last entry, wait for all replicas
  * to apply it.  Returns its index, 0 on timeout. */
-void debug_states(Cluster &cl, const char *when)
-{
-    if (!getenv("FIXTURE_DEBUG"))
-        return;
-    fprintf(stderr, "%s: time %llu leader_id %llu\n", when, (unsigned long long)cl.f.time,
-            (unsigned long long)cl.f.leader_id);
-    for (unsigned i = 0; i < cl.n(); i++) {
-        struct raft *r = cl.raft(i);
-        fprintf(stderr, "  node %u alive %d state %d term %llu last_index %llu applied %llu commit %llu\n", i,
-                raft_fixture_alive(&cl.f, i), raft_state(r), (unsigned long long)r->current_term,
-                (unsigned long long)raft_last_index(r), (unsigned long long)raft_last_applied(r),
-                (unsigned long long)r->commit_index);
-    }
-}
-
 uint64_t settle(Cluster &cl)
 {
     for (unsigned i = 0; i < cl.n(); i++)
@@ -411,38 +527,36 @@ uint64_t settle(Cluster &cl)
 std::string check_replicas(Cluster &cl, uint64_t final_index)
 {
     std::string problems;
-    {
-        for (const std::string &p : cl.problems)
-            problems += "  " + p + "\n";
-        std::string first = dump(cl.nodes[0]->st);
-        for (auto &node : cl.nodes) {
-            std::string d = dump(node->st);
-            if (d != first)
-                problems += "  node " + std::to_string(node->i) + " state differs from node 0\n";
-            if (node->st.load_meta().applied_index != final_index)
-                problems += "  node " + std::to_string(node->i) + " applied index " +
-                            std::to_string(node->st.load_meta().applied_index) + " != " +
-                            std::to_string(final_index) + "\n";
-            /* increments and inserts travel in pairs: equal counts, no dups */
-            int64_t hits = node->st.counter_get("hits").value_or(0);
-            int64_t keys = 0;
-            node->st.for_each_map_entry([&](const MapEntry &e) { keys += e.map == "keys"; });
-            if (hits != keys)
-                problems += "  node " + std::to_string(node->i) + ": hits " +
-                            std::to_string(hits) + " != keys " + std::to_string(keys) + "\n";
-            if (hits < static_cast<int64_t>(cl.acked.size()) ||
-                hits > static_cast<int64_t>(cl.submitted.size()))
-                problems += "  node " + std::to_string(node->i) + ": hits " +
-                            std::to_string(hits) + " outside [acked " +
-                            std::to_string(cl.acked.size()) + ", submitted " +
-                            std::to_string(cl.submitted.size()) + "]\n";
-            for (uint64_t seq : cl.acked)
-                if (!node->st.map_get("keys", "k" + std::to_string(seq))) {
-                    problems += "  node " + std::to_string(node->i) + ": acked seq " +
-                                std::to_string(seq) + " missing\n";
-                    break;
-                }
-        }
+    for (const std::string &p : cl.problems)
+        problems += "  " + p + "\n";
+    std::string first = dump(cl.nodes[0]->st);
+    for (auto &node : cl.nodes) {
+        std::string d = dump(node->st);
+        if (d != first)
+            problems += "  node " + std::to_string(node->i) + " state differs from node 0\n";
+        if (node->st.load_meta().applied_index != final_index)
+            problems += "  node " + std::to_string(node->i) + " applied index " +
+                        std::to_string(node->st.load_meta().applied_index) + " != " +
+                        std::to_string(final_index) + "\n";
+        /* increments and inserts travel in pairs: equal counts, no dups */
+        int64_t hits = node->st.counter_get("hits").value_or(0);
+        int64_t keys = 0;
+        node->st.for_each_map_entry([&](const MapEntry &e) { keys += e.map == "keys"; });
+        if (hits != keys)
+            problems += "  node " + std::to_string(node->i) + ": hits " +
+                        std::to_string(hits) + " != keys " + std::to_string(keys) + "\n";
+        if (hits < static_cast<int64_t>(cl.acked.size()) ||
+            hits > static_cast<int64_t>(cl.submitted.size()))
+            problems += "  node " + std::to_string(node->i) + ": hits " +
+                        std::to_string(hits) + " outside [acked " +
+                        std::to_string(cl.acked.size()) + ", submitted " +
+                        std::to_string(cl.submitted.size()) + "]\n";
+        for (uint64_t seq : cl.acked)
+            if (!node->st.map_get("keys", "k" + std::to_string(seq))) {
+                problems += "  node " + std::to_string(node->i) + ": acked seq " +
+                            std::to_string(seq) + " missing\n";
+                break;
+            }
     }
     return problems;
 }
@@ -451,43 +565,48 @@ struct Family {
     unsigned replicas, schedules, steps;
 };
 
-void run_family(const Family &fam, Totals &t)
+/* Runs every schedule of a family; returns one paragraph per failing seed. */
+std::string run_family(const Family &fam, Totals &t)
 {
-    for (unsigned k = 0; k < fam.schedules; k++) {
+    /* FIXTURE_SCHEDULES=N runs a longer sweep (the default keeps `check` fast) */
+    unsigned schedules = fam.schedules;
+    if (getenv("FIXTURE_SCHEDULES"))
+        schedules = static_cast<unsigned>(strtoul(getenv("FIXTURE_SCHEDULES"), nullptr, 10));
+    std::string failures;
+    for (unsigned k = 0; k < schedules; k++) {
         uint64_t seed = 1000003ULL * fam.replicas + k;
-        char name[64];
-        snprintf(name, sizeof name, "%u replicas, seed %llu", fam.replicas,
-                 (unsigned long long)seed);
-        bool failed = false;
+        if (getenv("FIXTURE_SEED") && strtoull(getenv("FIXTURE_SEED"), nullptr, 10) != seed)
+            continue;
+        std::string name = std::to_string(fam.replicas) + " replicas, seed " + std::to_string(seed);
+        if (kDebug)
+            fprintf(stderr, "%s\n", name.c_str());
+
+        std::unique_ptr<Cluster> cl = make_cluster(fam.replicas, seed);
         std::string why;
-        {
-            std::unique_ptr<Cluster> cl = make_cluster(fam.replicas, seed);
+        uint64_t final_index = 0;
+        if (!warm_up(*cl)) {
+            why = "  no snapshot on every replica during warm-up\n";
+        } else {
             run_schedule(*cl, fam.steps);
-            uint64_t final_index = settle(*cl);
-            if (final_index == 0) {
-                failed = true;
-                why = "cluster did not settle";
-            }
-            t.schedules++;
-            t.deposes += cl->deposes;
-            t.kills += cl->kills;
-            t.cuts += cl->cuts;
-            t.submitted += cl->submitted.size();
-            t.acked += cl->acked.size();
-            t.lost += cl->lost;
-            for (auto &node : cl->nodes) {
-                t.snapshots += node->snapshots;
-                t.restores += node->restores;
-            }
-            if (!failed) {
-                why = check_replicas(*cl, final_index);
-                failed = !why.empty();
-            }
-            raft_fixture_close(&cl->f); /* fails pending requests: Submits freed */
+            final_index = settle(*cl);
+            why = final_index ? check_replicas(*cl, final_index) : "  cluster did not settle\n";
         }
-        if (failed) /* outside the scope: the longjmp must not skip destructors */
-            fail_msg("%s:\n%s", name, why.c_str());
+        if (!why.empty())
+            failures += name + ":\n" + why;
+        t.schedules++;
+        t.deposes += cl->deposes;
+        t.kills += cl->kills;
+        t.cuts += cl->cuts;
+        t.submitted += cl->submitted.size();
+        t.acked += cl->acked.size();
+        t.lost += cl->lost;
+        for (auto &node : cl->nodes) {
+            t.snapshots += node->snapshots;
+            t.restores += node->restores;
+        }
+        raft_fixture_close(&cl->f); /* fails pending requests: Submits freed */
     }
+    return failures;
 }
 
 void print_totals(const char *what, const Totals &t)
@@ -501,6 +620,8 @@ void print_totals(const char *what, const Totals &t)
 /* The schedules must really exercise what they claim to. */
 void assert_coverage(const Totals &t)
 {
+    if (getenv("FIXTURE_SEED")) /* debugging one schedule */
+        return;
     assert_true(t.snapshots > 0);
     assert_true(t.restores > 0); /* InstallSnapshot reached a lagging replica */
     assert_true(t.deposes > 0);
@@ -510,48 +631,53 @@ void assert_coverage(const Totals &t)
     assert_true(t.lost > 0);
 }
 
+/* Failures are copied out of all C++ scopes before cmocka's longjmp. */
+void run_and_check(const Family &fam, const char *what)
+{
+    static char failures[16384];
+    Totals t;
+    {
+        std::string f = run_family(fam, t);
+        snprintf(failures, sizeof failures, "%s", f.c_str());
+    }
+    print_totals(what, t);
+    if (failures[0])
+        fail_msg("%s", failures);
+    assert_coverage(t);
+}
+
 } // namespace
 
-static void three_replicas(void **)
-{
-    Totals t;
-    run_family({3, 40, 300}, t);
-    print_totals("3 replicas", t);
-    assert_coverage(t);
-}
+static void three_replicas(void **) { run_and_check({3, 100, 300}, "3 replicas"); }
 
-static void five_replicas(void **)
-{
-    Totals t;
-    run_family({5, 20, 300}, t);
-    print_totals("5 replicas", t);
-    assert_coverage(t);
-}
+static void five_replicas(void **) { run_and_check({5, 60, 300}, "5 replicas"); }
 
 /* A lagging replica that is brought up to date only by a snapshot. */
 static void follower_catches_up_by_snapshot(void **)
 {
-    std::string why;
-    unsigned restores;
+    static char failure[4096];
+    unsigned restores = 0;
     {
         std::unique_ptr<Cluster> cl = make_cluster(3, 7);
-        assert_true(raft_fixture_step_until_has_leader(&cl->f, 10000));
-        unsigned leader = raft_fixture_leader_index(&cl->f);
-        unsigned victim = (leader + 1) % 3;
-        raft_fixture_kill(&cl->f, victim);
-        cl->health[victim] = Health::Killed;
-        for (int i = 0; i < 60; i++) { /* far past threshold + trailing */
-            submit(*cl);
-            raft_fixture_step_n(&cl->f, 5);
+        std::string why = "no leader";
+        if (raft_fixture_step_until_has_leader(&cl->f, 10000)) {
+            unsigned victim = (raft_fixture_leader_index(&cl->f) + 1) % 3;
+            raft_fixture_kill(&cl->f, victim);
+            cl->health[victim] = Health::Killed;
+            for (int i = 0; i < 60; i++) { /* far past threshold + trailing */
+                submit(*cl);
+                raft_fixture_step_n(&cl->f, 5);
+            }
+            heal(*cl, victim);
+            uint64_t final_index = settle(*cl);
+            restores = cl->nodes[victim]->restores;
+            why = final_index ? check_replicas(*cl, final_index) : "did not settle";
         }
-        heal(*cl, victim);
-        uint64_t final_index = settle(*cl);
-        restores = cl->nodes[victim]->restores;
-        why = final_index ? check_replicas(*cl, final_index) : "did not settle";
         raft_fixture_close(&cl->f);
+        snprintf(failure, sizeof failure, "%s", why.c_str());
     }
-    if (!why.empty())
-        fail_msg("catch-up:\n%s", why.c_str());
+    if (failure[0])
+        fail_msg("catch-up:\n%s", failure);
     assert_true(restores > 0);
 }
 
