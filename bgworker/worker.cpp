@@ -81,13 +81,14 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         struct raft_buffer *out = static_cast<struct raft_buffer *>(raft_malloc(sizeof(*out)));
         if (!out)
             return RAFT_NOMEM;
-        out->len = snap.size();
-        out->base = raft_malloc(snap.size());
+        out->len = padded_size(snap.size());
+        out->base = raft_malloc(out->len);
         if (!out->base) {
             raft_free(out);
             return RAFT_NOMEM;
         }
         memcpy(out->base, snap.data(), snap.size());
+        memset(static_cast<char *>(out->base) + snap.size(), 0, out->len - snap.size());
         *bufs = out;
         *n_bufs = 1;
         return 0;
@@ -502,6 +503,11 @@ void Worker::shutdown()
         uv_run(&loop_, UV_RUN_ONCE);
     }
     finish_turn();
+    /* let pending close callbacks finish before freeing anything */
+    for (int i = 0; i < 100 && uv_run(&loop_, UV_RUN_NOWAIT) != 0; i++)
+        ;
+    for (auto &p : partitions_)
+        p->group->release();
     uv_run(&loop_, UV_RUN_NOWAIT);
     uv_loop_close(&loop_);
 }
@@ -519,6 +525,7 @@ void Worker::run()
                          atomix_partitions, atomix_node_id)));
     pgstat_report_activity(STATE_IDLE, NULL);
 
+    SetLatch(MyLatch); /* take what was queued while we were starting */
     while (!got_sigterm)
         turn(next_timeout_ms(unix_now_us()));
     shutdown();
@@ -542,6 +549,11 @@ void atomix_worker_main(Datum)
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();
     BackgroundWorkerInitializeConnection(atomix_database, NULL, 0);
+    /* The Raft log, fsynced before an entry commits, is the durable record;
+     * the apply transaction only materializes it and is replayed from the
+     * log after a crash (its applied index lives in the same transaction).
+     * So it need not wait for its own WAL flush: one fsync per turn, not two. */
+    SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
     /* ERROR in a background worker exits the process with code 1, and the
      * postmaster restarts it: recovery is replaying the Raft log. */

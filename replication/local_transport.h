@@ -13,7 +13,7 @@
 
 namespace atomix {
 
-void local_transport_init(struct raft_uv_transport *t);
+void local_transport_init(struct raft_uv_transport *t, uv_loop_t *loop);
 
 } // namespace atomix
 

@@ -16,7 +16,7 @@ RaftGroup::RaftGroup(uv_loop_t *loop, const RaftGroupConfig &config, struct raft
 {
     memset(&raft_, 0, sizeof(raft_));
     memset(&io_, 0, sizeof(io_));
-    local_transport_init(&transport_);
+    local_transport_init(&transport_, loop);
 }
 
 static std::runtime_error raft_failure(const char *what, int rv, const char *detail)
@@ -32,6 +32,8 @@ void RaftGroup::start()
         throw raft_failure("raft_uv_init", rv, io_.errmsg);
     /* The default 8 MiB preallocated segment per partition adds up fast. */
     raft_uv_set_segment_size(&io_, config_.segment_size);
+    uv_close_ = io_.close;
+    io_.close = io_close_once;
 
     rv = raft_init(&raft_, &io_, fsm_, config_.node_id, config_.address.c_str());
     if (rv != 0)
@@ -76,11 +78,12 @@ static void proposal_applied(struct raft_apply *req, int status, void *)
 int RaftGroup::propose(const std::string &entry, ProposeDone done, void *arg)
 {
     struct raft_buffer buf;
-    buf.len = entry.size();
+    buf.len = padded_size(entry.size());
     buf.base = raft_malloc(buf.len);
     if (buf.base == nullptr)
         return RAFT_NOMEM;
     memcpy(buf.base, entry.data(), entry.size());
+    memset(static_cast<char *>(buf.base) + entry.size(), 0, buf.len - entry.size());
 
     Proposal *p = new Proposal();
     p->req.data = p;
@@ -111,11 +114,40 @@ void RaftGroup::poll()
     was_leader_ = leader;
 }
 
+/* raft_uv 0.15 may report "closed" more than once: every pending close step
+ * re-checks whether all are done and fires the callback again if so, and
+ * c-raft's callback frees the raft instance's memory — a double free.  We
+ * interpose on raft_io->close and pass the first report on, once. */
+void RaftGroup::io_close_once(struct raft_io *io, void (*cb)(struct raft_io *))
+{
+    RaftGroup *self = static_cast<RaftGroup *>(static_cast<struct raft *>(io->data)->data);
+    self->raft_close_cb_ = cb;
+    self->uv_close_(io, io_closed);
+}
+
+void RaftGroup::io_closed(struct raft_io *io)
+{
+    RaftGroup *self = static_cast<RaftGroup *>(static_cast<struct raft *>(io->data)->data);
+    if (self->io_close_fired_)
+        return;
+    self->io_close_fired_ = true;
+    if (self->raft_close_cb_)
+        self->raft_close_cb_(io);
+}
+
 void RaftGroup::on_closed(struct raft *r)
 {
-    RaftGroup *self = static_cast<RaftGroup *>(r->data);
-    raft_uv_close(&self->io_);
-    self->closed_ = true;
+    /* c-raft may still touch its raft_io after this callback returns: the
+     * io's memory is released only in release(), once the loop is idle. */
+    static_cast<RaftGroup *>(r->data)->closed_ = true;
+}
+
+void RaftGroup::release()
+{
+    if (started_ && closed_ && !released_) {
+        raft_uv_close(&io_);
+        released_ = true;
+    }
 }
 
 void RaftGroup::close()

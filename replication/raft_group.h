@@ -32,6 +32,13 @@ struct RaftGroupConfig {
     size_t segment_size = 1024 * 1024;
 };
 
+/* raft_uv writes entry batches assuming every buffer length is a multiple
+ * of 8 (only an assert, compiled out in Debian's build): an unpadded buffer
+ * silently corrupts the segment read back after a restart.  Every buffer we
+ * hand to c-raft — entries and snapshots — is zero-padded to this size; the
+ * codec ignores the trailing zeros. */
+inline size_t padded_size(size_t len) { return (len + 7) & ~static_cast<size_t>(7); }
+
 /* Called once per proposal: status 0 once applied, else a RAFT_* error. */
 typedef void (*ProposeDone)(void *arg, int status, const char *errmsg);
 
@@ -59,15 +66,19 @@ class RaftGroup {
     /* After each loop turn: notices leadership changes. */
     void poll();
 
-    /* Starts closing; closed() turns true once c-raft released everything. */
+    /* Starts closing; closed() turns true once c-raft has stopped.  Then,
+     * after running the loop until it is idle, release() frees the I/O. */
     void close();
     bool closed() const { return closed_; }
+    void release();
 
     const char *errmsg() { return raft_errmsg(&raft_); }
     uint32_t partition() const { return config_.partition; }
 
   private:
     static void on_closed(struct raft *r);
+    static void io_close_once(struct raft_io *io, void (*cb)(struct raft_io *));
+    static void io_closed(struct raft_io *io);
 
     RaftGroupConfig config_;
     uv_loop_t *loop_;
@@ -78,6 +89,11 @@ class RaftGroup {
     bool started_ = false;
     bool was_leader_ = false;
     bool closed_ = false;
+    bool released_ = false;
+    /* see io_close_once() */
+    void (*uv_close_)(struct raft_io *, void (*)(struct raft_io *)) = nullptr;
+    void (*raft_close_cb_)(struct raft_io *) = nullptr;
+    bool io_close_fired_ = false;
 };
 
 } // namespace atomix

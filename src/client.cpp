@@ -9,6 +9,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "storage/dsm.h"
 #include "storage/latch.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 }
 
@@ -52,12 +53,14 @@ static AtomixRequestSlot *my_slot()
     return &atomix_shared->slots[index];
 }
 
-/* Sleeps until our latch is set; an interrupt (cancel, statement_timeout,
- * terminate) comes out of here as a PgError. */
-static void wait_for_latch()
+/* Sleeps until our latch is set (or timeout_ms passes, unless -1); an
+ * interrupt (cancel, statement_timeout, terminate) comes out of here as a
+ * PgError. */
+static void wait_for_latch(long timeout_ms = -1)
 {
-    pg_guard([] {
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L, PG_WAIT_EXTENSION);
+    pg_guard([&] {
+        int events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout_ms >= 0 ? WL_TIMEOUT : 0);
+        (void)WaitLatch(MyLatch, events, timeout_ms, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
         CHECK_FOR_INTERRUPTS();
     });
@@ -132,9 +135,12 @@ Reply submit(int32_t partition, const Command &cmd)
         memcpy(dsm_segment_address(seg), payload.data(), payload.size());
     }
 
+    /* Queue even while no worker is attached (the server just started, or
+     * the worker is restarting): it takes queued slots once it serves.  Only
+     * a request nobody takes within atomix.unavailable_timeout fails. */
     Latch *worker_latch = NULL;
     LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
-    if (atomix_shared->worker_pid != 0) {
+    {
         slot->ticket++;
         slot->latch = MyLatch;
         slot->partition = partition;
@@ -149,22 +155,20 @@ Reply submit(int32_t partition, const Command &cmd)
         worker_latch = atomix_shared->worker_latch;
     }
     LWLockRelease(atomix_shared->lock);
-
-    if (worker_latch == NULL) {
-        if (seg)
-            pg_guard([&] { dsm_detach(seg); });
-        throw AtomixError(ERRCODE_CANNOT_CONNECT_NOW, "the atomix raft worker is not running",
-                          "It restarts automatically within seconds; check the server log if "
-                          "it does not.");
-    }
-    SetLatch(worker_latch);
+    if (worker_latch)
+        SetLatch(worker_latch);
 
     Reply reply;
     int code = REPLY_OK;
     char message[ATOMIX_REPLY_MESSAGE];
+    TimestampTz deadline = 0;
+    pg_guard([&] {
+        deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), atomix_unavailable_timeout_ms);
+    });
     try {
         for (;;) {
             LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+            bool queued = slot->state == SLOT_QUEUED;
             bool done = slot->state == SLOT_DONE;
             if (done) {
                 code = slot->reply_code;
@@ -176,7 +180,21 @@ Reply submit(int32_t partition, const Command &cmd)
             LWLockRelease(atomix_shared->lock);
             if (done)
                 break;
-            wait_for_latch();
+            if (!queued) {
+                wait_for_latch(); /* the worker has it; it answers or its exit does */
+                continue;
+            }
+            long remaining = 0;
+            pg_guard([&] {
+                remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+            });
+            if (remaining <= 0)
+                throw AtomixError(ERRCODE_CANNOT_CONNECT_NOW,
+                                  "the atomix raft worker did not take the request within "
+                                  "atomix.unavailable_timeout",
+                                  "The worker is not running or still starting; it restarts "
+                                  "automatically, check the server log if it does not.");
+            wait_for_latch(remaining);
         }
     } catch (...) {
         abandon(slot);

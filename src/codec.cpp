@@ -151,8 +151,16 @@ EntryReader::EntryReader(const void *data, size_t len)
 
 bool EntryReader::next(Command &cmd)
 {
-    if (read_ >= header_.count)
+    if (read_ >= header_.count) {
+        /* Only the zero padding raft buffers are rounded up with may follow
+         * the last command (see raft_group.h). */
+        if (end_ - p_ >= 8)
+            throw DecodeError("trailing bytes after the last atomix command");
+        for (const uint8_t *q = p_; q < end_; q++)
+            if (*q != 0)
+                throw DecodeError("trailing bytes after the last atomix command");
         return false;
+    }
     ByteReader r(p_, static_cast<size_t>(end_ - p_));
     cmd = read_command(r);
     p_ = r.position();

@@ -23,7 +23,8 @@ inline uint32_t map_partition(const std::string &map, const std::string &key, ui
 
 inline uint32_t counter_partition(const std::string &name, uint32_t partitions)
 {
-    /* the "\x01" part keeps counters and map keys from colliding by design */
+    /* counters hash as (name, "\x01"); sharing a partition with some map key
+     * is harmless: the hash only chooses the partition */
     return static_cast<uint32_t>(hash_parts(name, std::string("\x01", 1)) % partitions);
 }
 

@@ -207,29 +207,40 @@ bool StateMachine::restore(const void *data, size_t len)
     if (storage_.load_meta().applied_index >= snap.applied_index)
         return false;
 
-    storage_.clear_all();
+    /* Decode everything before touching the storage: a damaged snapshot
+     * must leave the replica as it was. */
+    std::vector<MapEntry> entries;
+    std::vector<CounterRow> counters;
     for (;;) {
         uint8_t kind = r.u8();
         if (kind == kRecordEnd)
             break;
         if (kind == kRecordMapEntry) {
-            std::string map = r.bytes();
-            std::string key = r.bytes();
-            MapRow row;
-            row.value = r.bytes();
-            row.version = r.i64();
+            MapEntry e;
+            e.map = r.bytes();
+            e.key = r.bytes();
+            e.row.value = r.bytes();
+            e.row.version = r.i64();
             bool has_expiry = r.u8() != 0;
             int64_t expires = r.i64();
             if (has_expiry)
-                row.expires_at_us = expires;
-            storage_.map_put(map, key, row);
+                e.row.expires_at_us = expires;
+            entries.push_back(std::move(e));
         } else if (kind == kRecordCounter) {
-            std::string name = r.bytes();
-            storage_.counter_put(name, r.i64());
+            CounterRow c;
+            c.name = r.bytes();
+            c.value = r.i64();
+            counters.push_back(std::move(c));
         } else {
             throw DecodeError("unknown record in atomix snapshot");
         }
     }
+
+    storage_.clear_all();
+    for (const MapEntry &e : entries)
+        storage_.map_put(e.map, e.key, e.row);
+    for (const CounterRow &c : counters)
+        storage_.counter_put(c.name, c.value);
     storage_.store_meta(snap);
     next_expiry_known_ = false;
     return true;

@@ -37,6 +37,9 @@ our @EXPORT = qw(
   log_since
   no_crash_since
   stop_cleanly
+  start_load
+  pump_load
+  finish_load
 );
 
 # atomix_node(NAME, %opts) -> started node
@@ -225,6 +228,118 @@ sub stop_cleanly
 	$node->stop('fast', fail_ok => 1);
 	no_crash_since($node, $pos, 'fast shutdown of ' . $node->name);
 	return;
+}
+
+# ---- load clients ----
+#
+# start_load(NODE, clients => 4, round => 'r1', pairs => 20000, dir => DIR)
+# starts CLIENTS psql processes; client i runs, for j = 1..PAIRS,
+#     SELECT 'c', j, atomix.counter_incr('c<i>');
+#     SELECT 'm', j, atomix.map_put('m', 'k<i>-<round>-<j>', '<j>');
+# with ON_ERROR_STOP off.  Every line a client prints is an acknowledged
+# write.  pump_load keeps the pipes drained for a while; finish_load waits
+# for the clients to exit (after the server went away) and parses what each
+# acknowledged.
+sub start_load
+{
+	my ($node, %o) = @_;
+	my $clients = $o{clients} // 4;
+	my $round = $o{round} // 'r1';
+	my $pairs = $o{pairs} // 20000;
+	my $dir = $o{dir} // PostgreSQL::Test::Utils::tempdir();
+	my @c;
+	local %ENV = $node->_get_env();
+	for my $i (1 .. $clients)
+	{
+		my $file = "$dir/load-$round-$i.sql";
+		open my $fh, '>', $file or die "$file: $!";
+		for my $j (1 .. $pairs)
+		{
+			print $fh "SELECT 'c', $j, atomix.counter_incr('c$i');\n";
+			print $fh "SELECT 'm', $j, atomix.map_put('m', 'k$i-$round-$j', '$j');\n";
+		}
+		close $fh;
+		my %cl = (i => $i, round => $round, pairs => $pairs, out => '', err => '');
+		$cl{run} = IPC::Run::start(
+			[
+				$node->installed_command('psql'), '-X', '-q', '-A', '-t',
+				'-v', 'ON_ERROR_STOP=0', '-v', 'VERBOSITY=verbose',
+				'-d', $node->connstr('postgres'), '-f', $file
+			],
+			'<', '/dev/null', '>', \$cl{out}, '2>', \$cl{err});
+		push @c, \%cl;
+	}
+	return { clients => \@c, node => $node };
+}
+
+# Drains the clients' output for SECONDS; returns how many are still running.
+sub pump_load
+{
+	my ($load, $seconds) = @_;
+	my $deadline = time + $seconds;
+	while (time < $deadline)
+	{
+		$_->{run}->pump_nb for grep { $_->{run}->pumpable } @{ $load->{clients} };
+		usleep(20_000);
+	}
+	return scalar grep { $_->{run}->pumpable } @{ $load->{clients} };
+}
+
+# Waits (up to TIMEOUT s) for every client to exit and parses its output:
+# returns a list of hashes, one per client:
+#   i, round, counter => { j => value }, put => { j => version },
+#   last_pos => position of the last acknowledged statement (0-based;
+#               statement 2(j-1) is the j-th incr, 2(j-1)+1 the j-th put),
+#   errors => number of ERROR lines, uncertain => [positions that may or
+#   may not have been applied], out, err.
+sub finish_load
+{
+	my ($load, $timeout) = @_;
+	$timeout //= 60;
+	my $deadline = time + $timeout;
+	my @res;
+	for my $cl (@{ $load->{clients} })
+	{
+		while ($cl->{run}->pumpable && time < $deadline)
+		{
+			$cl->{run}->pump_nb;
+			usleep(20_000);
+		}
+		if ($cl->{run}->pumpable)
+		{
+			$cl->{run}->kill_kill;
+			croak "load client $cl->{i} did not exit within ${timeout}s";
+		}
+		eval { $cl->{run}->finish; };
+		my %r = (i => $cl->{i}, round => $cl->{round}, counter => {}, put => {},
+			last_pos => -1, out => $cl->{out}, err => $cl->{err});
+		my %acked_pos;
+		for my $line (split /\n/, $cl->{out})
+		{
+			if ($line =~ /^c\|(\d+)\|(-?\d+)$/)
+			{
+				$r{counter}{$1} = $2;
+				$acked_pos{ 2 * ($1 - 1) } = 1;
+			}
+			elsif ($line =~ /^m\|(\d+)\|(\d+)$/)
+			{
+				$r{put}{$1} = $2;
+				$acked_pos{ 2 * ($1 - 1) + 1 } = 1;
+			}
+			else
+			{
+				croak "load client $cl->{i}: unexpected output line '$line'";
+			}
+		}
+		my @pos = sort { $a <=> $b } keys %acked_pos;
+		$r{last_pos} = @pos ? $pos[-1] : -1;
+		$r{errors} = () = $cl->{err} =~ /^(?:psql:[^\n]*?)?ERROR:/mg;
+		my @gaps = grep { !$acked_pos{$_} } 0 .. $r{last_pos};
+		my $tail = 1 + ($r{errors} > @gaps ? $r{errors} - @gaps : 0);
+		$r{uncertain} = [ @gaps, map { $r{last_pos} + $_ } 1 .. $tail ];
+		push @res, \%r;
+	}
+	return @res;
 }
 
 package AtomixTest::Session;

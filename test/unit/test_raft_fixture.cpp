@@ -332,7 +332,7 @@ void heal(Cluster &cl, unsigned i)
 {
     if (cl.health[i] == Health::Cut) {
         for (unsigned j = 0; j < cl.n(); j++)
-            if (j != i) {
+            if (j != i && cl.health[j] != Health::Cut) { /* others stay cut off */
                 raft_fixture_reconnect(&cl.f, i, j);
                 raft_fixture_reconnect(&cl.f, j, i);
             }
@@ -446,8 +446,9 @@ void debug_states(Cluster &cl, const char *when)
             (unsigned long long)cl.f.leader_id);
     for (unsigned i = 0; i < cl.n(); i++) {
         struct raft *r = cl.raft(i);
-        fprintf(stderr, "  node %u alive %d state %d term %llu last_index %llu applied %llu commit %llu\n", i,
-                raft_fixture_alive(&cl.f, i), raft_state(r), (unsigned long long)r->current_term,
+        fprintf(stderr,
+                "  node %u alive %d state %d term %llu last_index %llu applied %llu commit %llu\n",
+                i, raft_fixture_alive(&cl.f, i), raft_state(r), (unsigned long long)r->current_term,
                 (unsigned long long)raft_last_index(r), (unsigned long long)raft_last_applied(r),
                 (unsigned long long)r->commit_index);
     }
