@@ -4,7 +4,8 @@ MODULE_big = atomix
 DATA = sql/atomix--0.1.sql
 PGFILEDESC = "atomix - Raft-replicated distributed primitives"
 
-SRCS = $(wildcard src/*.cpp) $(wildcard bgworker/*.cpp) $(wildcard replication/*.cpp)
+SRCS = $(wildcard src/*.cpp) $(wildcard bgworker/*.cpp) $(wildcard replication/*.cpp) \
+       $(wildcard fdw/*.cpp)
 OBJS = $(SRCS:.cpp=.o)
 
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/bgworker -I$(srcdir)/replication
@@ -13,7 +14,7 @@ SHLIB_LINK = -lraft -luv -lstdc++
 
 # pg_regress suites (sql/<name>.sql, expected/<name>.out); run by test/run-tests
 # against a server started with atomix preloaded.
-REGRESS = map counter errors
+REGRESS = map counter errors topology
 REGRESS_OPTS = --use-existing --dbname=postgres
 
 # No LLVM bitcode: the JIT inlining build does not know our C++17 flags.
@@ -24,4 +25,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS links C++ objects with the C compiler; make sure headers are tracked.
-$(OBJS): $(wildcard src/*.h bgworker/*.h replication/*.h)
+$(OBJS): $(wildcard src/*.h bgworker/*.h replication/*.h fdw/*.h)

@@ -27,6 +27,7 @@ class PgStorage : public PartitionStorage {
     void store_meta(const PartitionMeta &meta) override;
     /* Writes the cached meta if it changed; call inside the transaction. */
     void flush_meta();
+    uint64_t cached_applied_index() const { return meta_loaded_ ? meta_.applied_index : 0; }
     /* The transaction was rolled back: forget what is cached. */
     void forget_cache() { meta_loaded_ = meta_dirty_ = false; }
 

@@ -8,6 +8,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/timestamp.h"
 }
 
 #include <cstring>
@@ -54,6 +55,7 @@ static void worker_detach(int, Datum)
     }
     atomix_shared->worker_pid = 0;
     atomix_shared->worker_latch = NULL;
+    memset(atomix_shared->replicas, 0, sizeof(atomix_shared->replicas));
     atomix_shared->worker_phase = WORKER_STOPPED;
     LWLockRelease(atomix_shared->lock);
 }
@@ -70,8 +72,28 @@ void worker_attach()
 
 void worker_set_phase(int phase)
 {
+    TimestampTz now = GetCurrentTimestamp();
     LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
     atomix_shared->worker_phase = (uint32)phase;
+    if (phase == WORKER_RUNNING)
+        atomix_shared->worker_started_at = now;
+    LWLockRelease(atomix_shared->lock);
+}
+
+void publish_replica_status(const std::vector<ReplicaStatus> &replicas)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    for (size_t i = 0; i < replicas.size() && i < ATOMIX_MAX_PARTITIONS; i++) {
+        AtomixReplicaStatus *s = &atomix_shared->replicas[i];
+        s->role = replicas[i].role;
+        s->leader_node = replicas[i].leader_node;
+        s->term = replicas[i].term;
+        s->commit_index = replicas[i].commit_index;
+        s->applied_index = replicas[i].applied_index;
+        s->last_index = replicas[i].last_index;
+    }
+    atomix_shared->status_updated_at = now;
     LWLockRelease(atomix_shared->lock);
 }
 

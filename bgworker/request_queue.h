@@ -35,6 +35,17 @@ void worker_set_phase(int phase);
  * payload segment vanished (its backend gave up) is skipped. */
 void take_requests(std::vector<TakenRequest> &out);
 
+/* Publishes the local replicas' state for the topology foreign tables. */
+struct ReplicaStatus {
+    int role = 0;
+    int leader_node = 0;
+    uint64_t term = 0;
+    uint64_t commit_index = 0;
+    uint64_t applied_index = 0;
+    uint64_t last_index = 0;
+};
+void publish_replica_status(const std::vector<ReplicaStatus> &replicas);
+
 /* Delivers replies to the slots still waiting for them, frees slots whose
  * backend gave up, and wakes the backends. */
 void deliver_replies(const std::vector<SlotReply> &replies);

@@ -314,6 +314,13 @@ void Worker::start_partitions()
         /* raft_start may restore a snapshot, inside the apply transaction */
         partitions_.back()->group->start();
     }
+    /* learn each partition's applied index and next expiry (TTL ticks must
+     * fire after a restart even if nothing else touches the partition) */
+    txn_.ensure();
+    for (auto &p : partitions_) {
+        (void)p->storage.load_meta();
+        p->touched = true;
+    }
     finish_turn();
 }
 
@@ -461,6 +468,23 @@ void Worker::finish_turn()
     }
     deliver_replies(ready_);
     ready_.clear();
+    publish_status();
+}
+
+void Worker::publish_status()
+{
+    std::vector<ReplicaStatus> status(partitions_.size());
+    for (size_t i = 0; i < partitions_.size(); i++) {
+        RaftGroup &g = *partitions_[i]->group;
+        status[i].role = g.state();
+        status[i].leader_node = (int)g.leader_id();
+        status[i].term = g.term();
+        status[i].commit_index = g.commit_index();
+        status[i].last_index = g.last_index();
+        /* what the tables hold, as of the transaction just committed */
+        status[i].applied_index = partitions_[i]->storage.cached_applied_index();
+    }
+    publish_replica_status(status);
 }
 
 void Worker::turn(long timeout_ms)

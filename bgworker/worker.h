@@ -89,6 +89,7 @@ class Worker {
     void propose_ticks(int64_t now_us);
     void expire_unavailable(int64_t now_us);
     void finish_turn();
+    void publish_status();
     void shutdown();
     long next_timeout_ms(int64_t now_us);
 

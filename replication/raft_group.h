@@ -54,6 +54,16 @@ class RaftGroup {
 
     bool is_leader();
     uint64_t term() { return raft_.current_term; }
+    int state() { return started_ && !closed_ ? raft_state(&raft_) : RAFT_UNAVAILABLE; }
+    uint64_t leader_id()
+    {
+        raft_id id = 0;
+        const char *address = nullptr;
+        if (started_ && !closed_)
+            raft_leader(&raft_, &id, &address);
+        return id;
+    }
+    uint64_t last_index() { return started_ ? raft_last_index(&raft_) : 0; }
     uint64_t commit_index() { return raft_.commit_index; }
     uint64_t last_applied() { return raft_last_applied(&raft_); }
     /* The index of the entry the FSM is being asked to apply right now. */

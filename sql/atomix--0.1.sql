@@ -114,6 +114,46 @@ CREATE FUNCTION atomix.counter_incr(name text, delta bigint DEFAULT 1)
 CREATE FUNCTION atomix.counter_cas(name text, expected bigint, new bigint)
     RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_counter_cas' LANGUAGE C VOLATILE;
 
+------------------------------------------------------------------------------
+-- Topology, through the atomix_fdw foreign data wrapper: this node's live
+-- view as its raft worker publishes it after every loop turn.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix._fdw_handler() RETURNS fdw_handler
+    AS 'MODULE_PATHNAME', 'atomix_fdw_handler' LANGUAGE C STRICT;
+CREATE FUNCTION atomix._fdw_validator(text[], oid) RETURNS void
+    AS 'MODULE_PATHNAME', 'atomix_fdw_validator' LANGUAGE C STRICT;
+CREATE FOREIGN DATA WRAPPER atomix_fdw
+    HANDLER atomix._fdw_handler VALIDATOR atomix._fdw_validator;
+CREATE SERVER atomix_local FOREIGN DATA WRAPPER atomix_fdw;
+
+CREATE FOREIGN TABLE atomix.nodes (
+    node_id      int,
+    address      text,
+    state        text,          -- up | down
+    last_contact timestamptz,
+    is_local     boolean
+) SERVER atomix_local OPTIONS (table 'nodes');
+
+CREATE FOREIGN TABLE atomix.partitions (
+    partition_id  int,
+    leader_node   int,
+    term          bigint,
+    commit_index  bigint,
+    applied_index bigint,        -- applied to the partition tables
+    replicas      int[]
+) SERVER atomix_local OPTIONS (table 'partitions');
+
+CREATE FOREIGN TABLE atomix.replicas (
+    partition_id  int,
+    node_id       int,
+    role          text,          -- leader | follower | candidate | unavailable
+    applied_index bigint,
+    lag           bigint         -- committed entries not yet applied
+) SERVER atomix_local OPTIONS (table 'replicas');
+
+GRANT SELECT ON atomix.nodes, atomix.partitions, atomix.replicas TO PUBLIC;
+
 COMMENT ON FUNCTION atomix.map_put(text, text, text, interval, bigint) IS
     'Store value under key; returns the new version, or NULL when if_version does not match';
 COMMENT ON FUNCTION atomix.counter_set(text, bigint) IS

@@ -20,6 +20,7 @@ extern "C" {
 #include "storage/dsm.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/timestamp.h"
 }
 
 #define ATOMIX_INLINE_PAYLOAD 2048
@@ -63,12 +64,28 @@ struct AtomixRequestSlot {
     char inline_payload[ATOMIX_INLINE_PAYLOAD];
 };
 
+#define ATOMIX_MAX_PARTITIONS 256 /* atomix.partitions upper bound */
+
+/* What the worker last saw of one local replica, published after every loop
+ * turn for the topology foreign tables (fdw/). */
+struct AtomixReplicaStatus {
+    int32 role;        /* RAFT_UNAVAILABLE, RAFT_FOLLOWER, RAFT_CANDIDATE, RAFT_LEADER */
+    int32 leader_node; /* 0 when unknown */
+    uint64 term;
+    uint64 commit_index;
+    uint64 applied_index; /* committed to the partition tables */
+    uint64 last_index;    /* last entry in this replica's log */
+};
+
 struct AtomixShared {
     LWLock *lock;
     pid_t worker_pid;
     Latch *worker_latch;
     uint32 worker_phase;
     int32 partitions;   /* atomix.partitions, as seen by the postmaster */
+    TimestampTz worker_started_at;
+    TimestampTz status_updated_at;
+    AtomixReplicaStatus replicas[ATOMIX_MAX_PARTITIONS];
     uint32 nslots;
     AtomixRequestSlot slots[FLEXIBLE_ARRAY_MEMBER];
 };

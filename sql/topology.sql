@@ -1,0 +1,36 @@
+-- Topology foreign tables: this node's live view of its partitions.
+\set SHOW_CONTEXT never
+
+SELECT node_id, address, state, last_contact IS NOT NULL AS has_contact, is_local FROM atomix.nodes;
+
+-- every partition is led by this single node, in some term, fully applied
+SELECT atomix.counter_incr('topology-probe') > 0;
+SELECT count(*) = current_setting('atomix.partitions')::int AS all_partitions,
+       bool_and(leader_node = 1) AS led_here,
+       bool_and(term >= 1) AS has_term,
+       bool_and(replicas = '{1}') AS one_replica,
+       bool_and(commit_index >= applied_index) AS commit_ahead_of_apply
+  FROM atomix.partitions;
+
+SELECT count(*) AS replicas, bool_and(role = 'leader') AS all_leaders, max(lag) >= 0 AS lag_known
+  FROM atomix.replicas;
+
+-- applied indexes agree with the partition tables
+SELECT bool_and(p.applied_index = s.applied_index) AS matches_partition_state
+  FROM atomix.partitions p JOIN atomix.partition_state s USING (partition_id);
+
+-- a write advances its partition's applied index
+SELECT applied_index AS before FROM atomix.partitions WHERE partition_id = 0 \gset
+SELECT count(atomix.map_put('topo', 'k' || g, 'v')) FROM generate_series(1, 40) g;
+SELECT applied_index > :before AS advanced FROM atomix.partitions WHERE partition_id = 0;
+
+-- joins and filters work like on any table
+SELECT r.role, count(*) FROM atomix.replicas r JOIN atomix.nodes n USING (node_id)
+ GROUP BY r.role;
+
+-- options are validated
+CREATE FOREIGN TABLE atomix_bad (x int) SERVER atomix_local OPTIONS (table 'leaders');
+CREATE FOREIGN TABLE atomix_bad (x int) SERVER atomix_local;
+CREATE FOREIGN TABLE atomix_extra (node_id int, nonsense text) SERVER atomix_local OPTIONS (table 'nodes');
+SELECT node_id, nonsense FROM atomix_extra;
+DROP FOREIGN TABLE atomix_extra;
