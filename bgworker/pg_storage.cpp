@@ -96,14 +96,18 @@ SPIPlanPtr PgStorage::plan(Stmt stmt)
     return plans_[stmt];
 }
 
-uint64 PgStorage::exec(Stmt stmt, Datum *args, const char *nulls, bool read_only)
+/* Every statement runs as non-read-only SPI: that advances the command
+ * counter and takes a fresh snapshot, so a read sees the writes applied
+ * earlier in the same turn's transaction (two increments of one counter
+ * packed in one turn must not both read the old value). */
+uint64 PgStorage::exec(Stmt stmt, Datum *args, const char *nulls)
 {
     SPIPlanPtr p = plan(stmt);
     uint64 processed = 0;
     pg_guard([&] {
         /* results are copied out right after each statement */
         SPI_freetuptable(SPI_tuptable);
-        int rc = SPI_execute_plan(p, args, nulls, read_only, 0);
+        int rc = SPI_execute_plan(p, args, nulls, false, 0);
         if (rc < 0)
             elog(ERROR, "atomix: partition statement failed: %s", SPI_result_code_string(rc));
         processed = SPI_processed;
@@ -147,7 +151,7 @@ static std::optional<int64_t> column_int64(int row, int col, bool timestamp)
 PartitionMeta PgStorage::load_meta()
 {
     if (!meta_loaded_) {
-        if (exec(META_GET, NULL, NULL, true) != 1)
+        if (exec(META_GET, NULL, NULL) != 1)
             throw AtomixError(ERRCODE_DATA_CORRUPTED,
                               "atomix: partition " + std::to_string(partition_) +
                                   " has no row in atomix.partition_state");
@@ -171,14 +175,14 @@ void PgStorage::flush_meta()
         return;
     Datum args[2] = {Int64GetDatum((int64)meta_.applied_index),
                      TimestampTzGetDatum(to_timestamptz(meta_.log_time_us))};
-    exec(META_PUT, args, NULL, false);
+    exec(META_PUT, args, NULL);
     meta_dirty_ = false;
 }
 
 std::optional<MapRow> PgStorage::map_get(const std::string &map, const std::string &key)
 {
     Datum args[2] = {text_datum(map), text_datum(key)};
-    if (exec(MAP_GET, args, NULL, true) == 0)
+    if (exec(MAP_GET, args, NULL) == 0)
         return std::nullopt;
     MapRow row;
     row.value = column_bytes(0, 1);
@@ -200,37 +204,37 @@ void PgStorage::map_put(const std::string &map, const std::string &key, const Ma
                      TimestampTzGetDatum(to_timestamptz(row.expires_at_us.value_or(0)))};
     char nulls[6] = "    ";
     nulls[4] = row.expires_at_us ? ' ' : 'n';
-    exec(MAP_PUT, args, nulls, false);
+    exec(MAP_PUT, args, nulls);
 }
 
 bool PgStorage::map_remove(const std::string &map, const std::string &key)
 {
     Datum args[2] = {text_datum(map), text_datum(key)};
-    return exec(MAP_REMOVE, args, NULL, false) > 0;
+    return exec(MAP_REMOVE, args, NULL) > 0;
 }
 
 int64_t PgStorage::map_clear(const std::string &map)
 {
     Datum args[1] = {text_datum(map)};
-    return (int64_t)exec(MAP_CLEAR, args, NULL, false);
+    return (int64_t)exec(MAP_CLEAR, args, NULL);
 }
 
 int64_t PgStorage::map_purge_expired(int64_t now_us)
 {
     Datum args[1] = {TimestampTzGetDatum(to_timestamptz(now_us))};
-    return (int64_t)exec(MAP_PURGE, args, NULL, false);
+    return (int64_t)exec(MAP_PURGE, args, NULL);
 }
 
 std::optional<int64_t> PgStorage::map_next_expiry()
 {
-    exec(MAP_NEXT_EXPIRY, NULL, NULL, true);
+    exec(MAP_NEXT_EXPIRY, NULL, NULL);
     return column_int64(0, 1, true);
 }
 
 std::optional<int64_t> PgStorage::counter_get(const std::string &name)
 {
     Datum args[1] = {text_datum(name)};
-    if (exec(COUNTER_GET, args, NULL, true) == 0)
+    if (exec(COUNTER_GET, args, NULL) == 0)
         return std::nullopt;
     return column_int64(0, 1, false);
 }
@@ -238,12 +242,12 @@ std::optional<int64_t> PgStorage::counter_get(const std::string &name)
 void PgStorage::counter_put(const std::string &name, int64_t value)
 {
     Datum args[2] = {text_datum(name), Int64GetDatum(value)};
-    exec(COUNTER_PUT, args, NULL, false);
+    exec(COUNTER_PUT, args, NULL);
 }
 
 void PgStorage::for_each_map_entry(const std::function<void(const MapEntry &)> &fn)
 {
-    uint64 n = exec(MAP_ALL, NULL, NULL, true);
+    uint64 n = exec(MAP_ALL, NULL, NULL);
     /* keep the result: fn must not run SPI statements of its own */
     SPITupleTable *table = SPI_tuptable;
     for (uint64 i = 0; i < n; i++) {
@@ -260,7 +264,7 @@ void PgStorage::for_each_map_entry(const std::function<void(const MapEntry &)> &
 
 void PgStorage::for_each_counter(const std::function<void(const CounterRow &)> &fn)
 {
-    uint64 n = exec(COUNTER_ALL, NULL, NULL, true);
+    uint64 n = exec(COUNTER_ALL, NULL, NULL);
     SPITupleTable *table = SPI_tuptable;
     for (uint64 i = 0; i < n; i++) {
         SPI_tuptable = table;
@@ -273,8 +277,8 @@ void PgStorage::for_each_counter(const std::function<void(const CounterRow &)> &
 
 void PgStorage::clear_all()
 {
-    exec(CLEAR_MAP, NULL, NULL, false);
-    exec(CLEAR_COUNTERS, NULL, NULL, false);
+    exec(CLEAR_MAP, NULL, NULL);
+    exec(CLEAR_COUNTERS, NULL, NULL);
 }
 
 } // namespace atomix

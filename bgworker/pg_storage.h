@@ -65,7 +65,7 @@ class PgStorage : public PartitionStorage {
     };
     SPIPlanPtr plan(Stmt stmt);
     /* Executes a kept plan; returns SPI_processed. */
-    uint64 exec(Stmt stmt, Datum *args, const char *nulls, bool read_only);
+    uint64 exec(Stmt stmt, Datum *args, const char *nulls);
 
     int32_t partition_;
     SPIPlanPtr plans_[STMT_COUNT] = {};

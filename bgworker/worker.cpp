@@ -501,7 +501,10 @@ void Worker::turn(long timeout_ms)
         }
     });
 
-    queue_requests();
+    /* once asked to stop, leave new requests queued: our exit answers them
+     * "not proposed" rather than proposing what raft_close would cancel */
+    if (!got_sigterm)
+        queue_requests();
     int64_t now = unix_now_us();
     propose_queued(now);
     propose_ticks(now);

@@ -3,8 +3,8 @@
  *
  * Runs in the postmaster when atomix is in shared_preload_libraries.  It
  * never touches libuv or c-raft: those live only in the worker process.
- * Loaded any other way (CREATE EXTENSION without preloading) it only defines
- * the settings, and every atomix function refuses to run with a hint.
+ * Loaded any other way (CREATE EXTENSION without preloading) it does nothing,
+ * and every atomix function refuses to run with a hint.
  */
 extern "C" {
 #include "postgres.h"
@@ -47,11 +47,13 @@ static void register_worker(void)
 
 void _PG_init(void)
 {
-    atomix_define_gucs();
-
+    /* Loaded later (CREATE EXTENSION or LOAD without preloading): define
+     * nothing — restart-only settings cannot be created after startup — and
+     * let every atomix function refuse with a hint (client.cpp). */
     if (!process_shared_preload_libraries_in_progress)
         return;
 
+    atomix_define_gucs();
     atomix_set_loaded_at_startup();
     prev_shmem_request_hook = shmem_request_hook;
     shmem_request_hook = shmem_request;

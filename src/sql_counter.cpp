@@ -24,6 +24,7 @@ static int32_t partition_of(const std::string &name)
 
 ATOMIX_SQL_FUNCTION(atomix_counter_get)
 {
+    check_session_usable();
     std::string name = name_arg(fcinfo, 0, "counter name");
     int32_t partition = partition_of(name);
     read_barrier(partition);
@@ -35,6 +36,7 @@ ATOMIX_SQL_FUNCTION(atomix_counter_get)
 /* counter_set(name, value) → the previous value */
 ATOMIX_SQL_FUNCTION(atomix_counter_set)
 {
+    check_session_usable();
     Command cmd;
     cmd.op = Op::CounterSet;
     cmd.name = name_arg(fcinfo, 0, "counter name");
@@ -45,6 +47,7 @@ ATOMIX_SQL_FUNCTION(atomix_counter_set)
 /* counter_incr(name, delta) → the new value */
 ATOMIX_SQL_FUNCTION(atomix_counter_incr)
 {
+    check_session_usable();
     Command cmd;
     cmd.op = Op::CounterIncr;
     cmd.name = name_arg(fcinfo, 0, "counter name");
@@ -55,6 +58,7 @@ ATOMIX_SQL_FUNCTION(atomix_counter_incr)
 /* counter_cas(name, expected, new) → whether it was set */
 ATOMIX_SQL_FUNCTION(atomix_counter_cas)
 {
+    check_session_usable();
     Command cmd;
     cmd.op = Op::CounterCas;
     cmd.name = name_arg(fcinfo, 0, "counter name");

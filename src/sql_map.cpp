@@ -40,6 +40,7 @@ static Datum reply_bigint(FunctionCallInfo fcinfo, const Reply &r)
 /* map_put(map, key, value text|bytea, ttl interval, if_version bigint) */
 ATOMIX_SQL_FUNCTION(atomix_map_put)
 {
+    check_session_usable();
     Command cmd;
     cmd.op = Op::MapPut;
     cmd.name = name_arg(fcinfo, 0, "map name");
@@ -57,6 +58,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_put)
 /* map_insert(map, key, value text|bytea, ttl interval) */
 ATOMIX_SQL_FUNCTION(atomix_map_insert)
 {
+    check_session_usable();
     Command cmd;
     cmd.op = Op::MapInsert;
     cmd.name = name_arg(fcinfo, 0, "map name");
@@ -70,6 +72,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_insert)
 /* map_remove(map, key, if_version bigint) */
 ATOMIX_SQL_FUNCTION(atomix_map_remove)
 {
+    check_session_usable();
     Command cmd;
     cmd.op = Op::MapRemove;
     cmd.name = name_arg(fcinfo, 0, "map name");
@@ -84,6 +87,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_remove)
 
 ATOMIX_SQL_FUNCTION(atomix_map_clear)
 {
+    check_session_usable();
     Command cmd;
     cmd.op = Op::MapClear;
     cmd.name = name_arg(fcinfo, 0, "map name");
@@ -115,6 +119,7 @@ static text *as_text(bytea *raw)
 
 ATOMIX_SQL_FUNCTION(atomix_map_get)
 {
+    check_session_usable();
     MapLookup found = lookup(fcinfo);
     if (!found.found)
         PG_RETURN_NULL();
@@ -123,6 +128,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_get)
 
 ATOMIX_SQL_FUNCTION(atomix_map_get_bytea)
 {
+    check_session_usable();
     MapLookup found = lookup(fcinfo);
     if (!found.found)
         PG_RETURN_NULL();
@@ -132,6 +138,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_get_bytea)
 /* map_get_entry(map, key) → atomix.entry (key, value, version, expires_at) */
 ATOMIX_SQL_FUNCTION(atomix_map_get_entry)
 {
+    check_session_usable();
     MapLookup found = lookup(fcinfo);
     if (!found.found)
         PG_RETURN_NULL();
@@ -153,6 +160,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_get_entry)
 
 ATOMIX_SQL_FUNCTION(atomix_map_entries)
 {
+    check_session_usable();
     std::string map = name_arg(fcinfo, 0, "map name");
     read_barrier(ATOMIX_ALL_PARTITIONS);
     read_map_entries(fcinfo, map, true);
@@ -161,6 +169,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_entries)
 
 ATOMIX_SQL_FUNCTION(atomix_map_size)
 {
+    check_session_usable();
     std::string map = name_arg(fcinfo, 0, "map name");
     read_barrier(ATOMIX_ALL_PARTITIONS);
     PG_RETURN_INT64(read_map_size(map));

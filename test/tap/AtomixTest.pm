@@ -61,7 +61,6 @@ sub atomix_node
 		'restart_after_crash = on',
 		"atomix.listen_address = '127.0.0.1:$transport_port'",
 		'max_connections = 30',
-		"log_min_messages = log",
 	);
 	unshift @conf, "shared_preload_libraries = 'atomix'" if $preload;
 	push @conf, @{ $opts{conf} } if $opts{conf};
