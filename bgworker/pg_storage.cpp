@@ -6,6 +6,7 @@
 extern "C" {
 #include "postgres.h"
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 }
@@ -72,9 +73,29 @@ static const StmtDef kStmts[] = {
     {"DELETE FROM atomix.map_data_p%1$d", 0, {}},
     /* CLEAR_COUNTERS */
     {"DELETE FROM atomix.counter_data_p%1$d", 0, {}},
+    /* REQUEST_GET */
+    {"SELECT code::int8, value, recorded_at FROM atomix.request_log_p%1$d WHERE request_id = $1",
+     1,
+     {INT8OID}},
+    /* REQUEST_PUT: one statement for all commands of an entry */
+    {"INSERT INTO atomix.request_log_p%1$d (partition_id, request_id, code, value, recorded_at) "
+     "SELECT %1$d, r.* FROM unnest($1::bigint[], $2::int2[], $3::bigint[], $4::bigint[]) AS r "
+     "ON CONFLICT (request_id) DO UPDATE SET code = EXCLUDED.code, value = EXCLUDED.value, "
+     "recorded_at = EXCLUDED.recorded_at",
+     4,
+     {INT8ARRAYOID, INT2ARRAYOID, INT8ARRAYOID, INT8ARRAYOID}},
+    /* REQUEST_PURGE */
+    {"DELETE FROM atomix.request_log_p%1$d WHERE recorded_at < $1", 1, {INT8OID}},
+    /* REQUEST_ALL */
+    {"SELECT request_id, code::int8, value, recorded_at FROM atomix.request_log_p%1$d "
+     "ORDER BY request_id",
+     0,
+     {}},
+    /* CLEAR_REQUESTS */
+    {"DELETE FROM atomix.request_log_p%1$d", 0, {}},
 };
 
-static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 14, "one definition per statement");
+static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 19, "one definition per statement");
 
 SPIPlanPtr PgStorage::plan(Stmt stmt)
 {
@@ -279,6 +300,64 @@ void PgStorage::clear_all()
 {
     exec(CLEAR_MAP, NULL, NULL);
     exec(CLEAR_COUNTERS, NULL, NULL);
+    exec(CLEAR_REQUESTS, NULL, NULL);
+}
+
+std::optional<RequestRecord> PgStorage::request_lookup(uint64_t request_id)
+{
+    Datum args[1] = {Int64GetDatum((int64)request_id)};
+    if (exec(REQUEST_GET, args, NULL) == 0)
+        return std::nullopt;
+    RequestRecord r;
+    r.request_id = request_id;
+    r.code = (uint8_t)column_int64(0, 1, false).value_or(0);
+    r.value = column_int64(0, 2, false).value_or(0);
+    r.recorded_at_us = column_int64(0, 3, false).value_or(0);
+    return r;
+}
+
+void PgStorage::request_record(const std::vector<RequestRecord> &records)
+{
+    Datum args[4];
+    pg_guard([&] {
+        int n = (int)records.size();
+        Datum *ids = (Datum *)palloc(sizeof(Datum) * n);
+        Datum *codes = (Datum *)palloc(sizeof(Datum) * n);
+        Datum *values = (Datum *)palloc(sizeof(Datum) * n);
+        Datum *times = (Datum *)palloc(sizeof(Datum) * n);
+        for (int i = 0; i < n; i++) {
+            ids[i] = Int64GetDatum((int64)records[i].request_id);
+            codes[i] = Int16GetDatum((int16)records[i].code);
+            values[i] = Int64GetDatum(records[i].value);
+            times[i] = Int64GetDatum(records[i].recorded_at_us);
+        }
+        args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+        args[1] = PointerGetDatum(construct_array(codes, n, INT2OID, 2, true, TYPALIGN_SHORT));
+        args[2] = PointerGetDatum(construct_array(values, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+        args[3] = PointerGetDatum(construct_array(times, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+    });
+    exec(REQUEST_PUT, args, NULL);
+}
+
+void PgStorage::request_purge(int64_t before_us)
+{
+    Datum args[1] = {Int64GetDatum(before_us)};
+    exec(REQUEST_PURGE, args, NULL);
+}
+
+void PgStorage::for_each_request(const std::function<void(const RequestRecord &)> &fn)
+{
+    uint64 n = exec(REQUEST_ALL, NULL, NULL);
+    SPITupleTable *table = SPI_tuptable;
+    for (uint64 i = 0; i < n; i++) {
+        SPI_tuptable = table;
+        RequestRecord r;
+        r.request_id = (uint64_t)column_int64((int)i, 1, false).value_or(0);
+        r.code = (uint8_t)column_int64((int)i, 2, false).value_or(0);
+        r.value = column_int64((int)i, 3, false).value_or(0);
+        r.recorded_at_us = column_int64((int)i, 4, false).value_or(0);
+        fn(r);
+    }
 }
 
 } // namespace atomix

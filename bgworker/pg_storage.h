@@ -41,6 +41,11 @@ class PgStorage : public PartitionStorage {
     std::optional<int64_t> counter_get(const std::string &name) override;
     void counter_put(const std::string &name, int64_t value) override;
 
+    std::optional<RequestRecord> request_lookup(uint64_t request_id) override;
+    void request_record(const std::vector<RequestRecord> &records) override;
+    void request_purge(int64_t before_us) override;
+    void for_each_request(const std::function<void(const RequestRecord &)> &fn) override;
+
     void for_each_map_entry(const std::function<void(const MapEntry &)> &fn) override;
     void for_each_counter(const std::function<void(const CounterRow &)> &fn) override;
     void clear_all() override;
@@ -61,6 +66,11 @@ class PgStorage : public PartitionStorage {
         COUNTER_ALL,
         CLEAR_MAP,
         CLEAR_COUNTERS,
+        REQUEST_GET,
+        REQUEST_PUT,
+        REQUEST_PURGE,
+        REQUEST_ALL,
+        CLEAR_REQUESTS,
         STMT_COUNT
     };
     SPIPlanPtr plan(Stmt stmt);

@@ -45,8 +45,6 @@ static void handle_sigterm(SIGNAL_ARGS)
     errno = save_errno;
 }
 
-/* Commands carry their request id at a fixed offset (after op and flags). */
-static constexpr size_t kRequestIdOffset = 2;
 /* Soft cap on one packed entry; a single larger command still goes alone. */
 static constexpr size_t kMaxEntryBytes = 4 * 1024 * 1024;
 /* Raft segment preallocation per partition (c-raft's default is 8 MiB). */
@@ -55,7 +53,7 @@ static constexpr size_t kSegmentSize = 1024 * 1024;
 static void patch_request_id(std::string &encoded, uint64_t id)
 {
     for (int i = 0; i < 8; i++)
-        encoded[kRequestIdOffset + i] = static_cast<char>((id >> (8 * i)) & 0xff);
+        encoded[kCommandRequestIdOffset + i] = static_cast<char>((id >> (8 * i)) & 0xff);
 }
 
 /* ---- c-raft FSM adapters: the callback boundary. Nothing may escape. ---- */
@@ -167,21 +165,27 @@ void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
 {
     if (proposal->is_tick)
         proposal->partition->tick_in_flight = false;
-    for (uint64_t id : proposal->request_ids) {
-        if (status == 0)
-            resolve(id, REPLY_INTERNAL, 0, "atomix: entry applied without a result");
+    if (status == 0)
+        return; /* applied: results went out through apply_entry */
+    /* Leadership was lost after the entry was appended: a later leader may
+     * still commit it.  Retry with the retry flag, which the state machine
+     * answers from its request log if the first attempt made it. */
+    (void)errmsg;
+    for (QueuedCommand &c : proposal->commands) {
+        if (c.origin == cluster_->self().id)
+            retry(proposal->partition->id, std::move(c));
         else
-            resolve(id, REPLY_IN_DOUBT, 0,
-                    std::string("atomix: raft could not commit the request: ") + errmsg);
+            reply_to_origin(c, proposal->partition->id, kForwardRetry);
     }
 }
 
 /* Records one part's outcome; a request is ready once all its parts are. */
 void Worker::resolve(uint64_t request_id, int code, int64_t value, const std::string &message)
 {
+    forwarded_.erase(request_id);
     auto it = in_flight_.find(request_id);
     if (it == in_flight_.end())
-        return; /* replayed entry, or a request already answered */
+        return; /* replayed entry, another node's request, or already answered */
     std::shared_ptr<InFlight> req = it->second;
     in_flight_.erase(it);
     if (code == REPLY_OK)
@@ -308,6 +312,17 @@ void Worker::start_partitions()
         config.snapshot_threshold = (unsigned)atomix_snapshot_threshold;
         config.snapshot_trailing = (unsigned)atomix_snapshot_trailing;
         config.segment_size = kSegmentSize;
+        if (cluster_->nodes().size() > 1) {
+            for (const NodeAddress &n : cluster_->nodes())
+                config.members.push_back(RaftMember{
+                    n.id, n.address(), cluster_->is_voter((uint32_t)i, n.id) ? RAFT_VOTER : RAFT_STANDBY});
+            config.send = [this](uint32_t peer, uint32_t group, const std::string &encoded) {
+                char head[4];
+                for (int b = 0; b < 4; b++)
+                    head[b] = static_cast<char>((group >> (8 * b)) & 0xff);
+                return transport_->send(peer, FrameType::Raft, head, 4, encoded.data(), encoded.size());
+            };
+        }
         make_dir(config.dir);
         p->group = std::make_unique<RaftGroup>(&loop_, config, &p->fsm);
         partitions_.push_back(std::move(p));
@@ -348,22 +363,32 @@ void Worker::queue_requests()
         }
         req->parts_pending = (int)targets.size();
         for (Partition *p : targets) {
-            uint64_t id = new_request_id();
-            QueuedCommand qc{id, t.payload};
-            patch_request_id(qc.encoded, id);
-            if (p->queued.empty())
-                p->oldest_queued_us = now;
-            p->queued.push_back(std::move(qc));
-            in_flight_[id] = req;
+            QueuedCommand qc;
+            qc.request_id = new_request_id();
+            qc.encoded = t.payload;
+            qc.origin = cluster_->self().id;
+            qc.deadline_us = now + (int64_t)atomix_unavailable_timeout_ms * 1000;
+            patch_request_id(qc.encoded, qc.request_id);
+            in_flight_[qc.request_id] = req;
+            enqueue(*p, std::move(qc));
         }
     }
+}
+
+void Worker::enqueue(Partition &p, QueuedCommand command)
+{
+    p.queued.push_back(std::move(command));
 }
 
 void Worker::propose_queued(int64_t now_us)
 {
     for (auto &p : partitions_) {
-        if (p->queued.empty() || !p->group->is_leader())
+        if (p->queued.empty())
             continue;
+        if (!p->group->is_leader()) {
+            forward_queued(*p, now_us);
+            continue;
+        }
         size_t i = 0;
         while (i < p->queued.size()) {
             auto *proposal = new Proposal{p.get(), {}, false};
@@ -375,20 +400,29 @@ void Worker::propose_queued(int64_t now_us)
             while (i < p->queued.size() && count < kMaxCommandsPerEntry &&
                    (count == 0 || entry.size() + p->queued[i].encoded.size() <= kMaxEntryBytes)) {
                 entry.append(p->queued[i].encoded);
-                proposal->request_ids.push_back(p->queued[i].request_id);
+                proposal->commands.push_back(std::move(p->queued[i]));
                 count++;
                 i++;
             }
             patch_entry_count(entry, count);
             int rv = p->group->propose(entry, proposal_cb, proposal);
             if (rv != 0) {
-                for (uint64_t id : proposal->request_ids)
-                    resolve(id, REPLY_NOT_SUBMITTED, 0,
-                            std::string("atomix: raft refused the request: ") + raft_strerror(rv));
+                /* never appended: safe to try again as a first attempt */
+                for (QueuedCommand &c : proposal->commands) {
+                    if (rv == RAFT_NOTLEADER)
+                        p->queued.push_back(std::move(c));
+                    else if (c.origin == cluster_->self().id)
+                        resolve(c.request_id, REPLY_NOT_SUBMITTED, 0,
+                                std::string("atomix: raft refused the request: ") + raft_strerror(rv));
+                    else
+                        reply_to_origin(c, p->id, kForwardNotLeader);
+                }
                 delete proposal;
+                if (rv == RAFT_NOTLEADER)
+                    break;
             }
         }
-        p->queued.clear();
+        p->queued.erase(p->queued.begin(), p->queued.begin() + (long)std::min(i, p->queued.size()));
     }
 }
 
@@ -419,12 +453,24 @@ void Worker::propose_ticks(int64_t now_us)
 void Worker::expire_unavailable(int64_t now_us)
 {
     for (auto &p : partitions_) {
-        if (p->queued.empty() || now_us - p->oldest_queued_us < (int64_t)atomix_unavailable_timeout_ms * 1000)
-            continue;
+        auto expired = [&](const QueuedCommand &qc) { return qc.deadline_us <= now_us; };
         for (const QueuedCommand &qc : p->queued)
-            resolve(qc.request_id, REPLY_UNAVAILABLE, 0,
-                    "atomix: partition " + std::to_string(p->id) + " has no leader");
-        p->queued.clear();
+            if (expired(qc) && qc.origin == cluster_->self().id)
+                resolve(qc.request_id, REPLY_UNAVAILABLE, 0,
+                        "atomix: partition " + std::to_string(p->id) + " has no reachable leader");
+        p->queued.erase(std::remove_if(p->queued.begin(), p->queued.end(), expired), p->queued.end());
+    }
+    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+        if (it->second.command.deadline_us > now_us) {
+            ++it;
+            continue;
+        }
+        uint64_t id = it->first;
+        int32_t partition = it->second.partition;
+        it = forwarded_.erase(it);
+        resolve(id, REPLY_IN_DOUBT, 0,
+                "atomix: no answer from partition " + std::to_string(partition) +
+                    "'s leader within atomix.unavailable_timeout");
     }
 }
 
@@ -441,9 +487,11 @@ long Worker::next_timeout_ms(int64_t now_us)
         std::optional<int64_t> expiry;
         if (!p->tick_in_flight && p->sm.cached_next_expiry(&expiry) && expiry && p->group->is_leader())
             consider(*expiry);
-        if (!p->queued.empty())
-            consider(p->oldest_queued_us + (int64_t)atomix_unavailable_timeout_ms * 1000);
+        for (const QueuedCommand &qc : p->queued)
+            consider(qc.deadline_us);
     }
+    if (!forwarded_.empty())
+        consider(now_us + kForwardRetryAfterUs / 4);
     return timeout;
 }
 
@@ -513,6 +561,8 @@ void Worker::turn(long timeout_ms)
         p->group->poll();
     /* a partition that just became leader can take what waited for it */
     propose_queued(now);
+    retry_stalled_forwards(now);
+    balance_leaders(now);
     expire_unavailable(now);
     finish_turn();
 }
@@ -521,10 +571,13 @@ void Worker::shutdown()
 {
     for (auto &p : partitions_)
         p->group->close();
+    if (transport_)
+        transport_->close();
     /* closing is asynchronous; the loop ends once every handle is closed */
     for (int i = 0; i < 1000; i++) {
         bool all_closed = std::all_of(partitions_.begin(), partitions_.end(),
-                                      [](const std::unique_ptr<Partition> &p) { return p->group->closed(); });
+                                      [](const std::unique_ptr<Partition> &p) { return p->group->closed(); }) &&
+                          (!transport_ || transport_->closed());
         if (all_closed)
             break;
         uv_run(&loop_, UV_RUN_ONCE);
@@ -545,11 +598,15 @@ void Worker::run()
     if (!wait_for_extension())
         return;
     incarnation_ = (uint64_t)(unix_now_us() & 0xffffffff);
+    cluster_ = std::make_unique<ClusterConfig>(ClusterConfig::parse(
+        atomix_initial_cluster, (uint32_t)atomix_node_id, atomix_listen_address,
+        (uint32_t)atomix_replication_factor));
     start_loop();
+    start_transport();
     start_partitions();
     worker_set_phase(WORKER_RUNNING);
-    ereport(LOG, (errmsg("atomix raft worker serving %d partitions as node %d",
-                         atomix_partitions, atomix_node_id)));
+    ereport(LOG, (errmsg("atomix raft worker serving %d partitions as node %d of %d",
+                         atomix_partitions, atomix_node_id, (int)cluster_->nodes().size())));
     pgstat_report_activity(STATE_IDLE, NULL);
 
     SetLatch(MyLatch); /* take what was queued while we were starting */

@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "apply_txn.h"
+#include "cluster_config.h"
+#include "node_transport.h"
 #include "pg_storage.h"
 #include "raft_group.h"
 #include "request_queue.h"
@@ -28,6 +30,11 @@ namespace atomix {
 
 class Worker;
 
+/* ForwardReply outcomes (leader → origin). */
+constexpr uint8_t kForwardNotLeader = 1; /* never appended: resend as is */
+constexpr uint8_t kForwardRetry = 2;     /* appended, leadership lost: resend as a retry */
+/* A forwarded command with no outcome after this long is resent as a retry. */
+constexpr int64_t kForwardRetryAfterUs = 3 * 1000000;
 /* One backend request, possibly fanned out to every partition. */
 struct InFlight {
     uint32_t slot = 0;
@@ -38,9 +45,22 @@ struct InFlight {
     std::string message;
 };
 
+/* A command waiting to be proposed by this node or forwarded to the
+ * partition's leader.  origin is the node whose backend waits for it (this
+ * node, or the node that forwarded it here). */
 struct QueuedCommand {
-    uint64_t request_id;
+    uint64_t request_id = 0;
     std::string encoded;
+    uint32_t origin = 0;
+    int64_t deadline_us = 0; /* fail with "unavailable" after this */
+};
+
+/* A command this node forwarded to another node's leader and still waits
+ * for (it resolves when this node applies the entry itself). */
+struct ForwardedCommand {
+    int32_t partition = 0;
+    QueuedCommand command;
+    int64_t sent_us = 0;
 };
 
 /* A partition replica hosted by this worker. */
@@ -53,16 +73,18 @@ struct Partition {
     StateMachine sm;
     struct raft_fsm fsm = {};
     std::unique_ptr<RaftGroup> group;
-    std::vector<QueuedCommand> queued; /* waiting to be proposed */
-    int64_t oldest_queued_us = 0;
+    std::vector<QueuedCommand> queued; /* waiting to be proposed or forwarded */
     bool tick_in_flight = false;
+    bool was_leader = false;
+    int64_t leader_since_us = 0;
+    int64_t last_transfer_us = 0;
     bool touched = false; /* applied something in this turn */
 };
 
 /* One proposed entry and the requests riding in it. */
 struct Proposal {
     Partition *partition;
-    std::vector<uint64_t> request_ids;
+    std::vector<QueuedCommand> commands;
     bool is_tick = false;
 };
 
@@ -79,8 +101,20 @@ class Worker {
     void proposal_done(Proposal *proposal, int status, const char *errmsg);
     void fail(const std::string &message) { if (fatal_.empty()) fatal_ = message; }
 
+    /* A frame from a peer (node transport). */
+    void on_frame(uint32_t peer, FrameType type, const char *data, size_t len);
+
   private:
     bool wait_for_extension();
+    void start_transport();
+    void enqueue(Partition &p, QueuedCommand command);
+    void forward_queued(Partition &p, int64_t now_us);
+    void handle_forward(uint32_t peer, const char *data, size_t len);
+    void handle_forward_reply(uint32_t peer, const char *data, size_t len);
+    void reply_to_origin(const QueuedCommand &command, int partition, uint8_t outcome);
+    void retry(int32_t partition, QueuedCommand command);
+    void retry_stalled_forwards(int64_t now_us);
+    void balance_leaders(int64_t now_us);
     void start_loop();
     void start_partitions();
     void turn(long timeout_ms);
@@ -94,7 +128,14 @@ class Worker {
     long next_timeout_ms(int64_t now_us);
 
     void resolve(uint64_t request_id, int code, int64_t value, const std::string &message);
-    uint64_t new_request_id() { return (incarnation_ << 32) | (++request_counter_ & 0xffffffffULL); }
+    /* node id | 16 random bits per worker start | counter: unique across the
+     * cluster and across restarts, so a replayed entry never answers a new
+     * request */
+    uint64_t new_request_id()
+    {
+        return ((uint64_t)cluster_->self().id << 48) | ((incarnation_ & 0xffff) << 32) |
+               (++request_counter_ & 0xffffffffULL);
+    }
 
     uv_loop_t loop_;
     struct WaitEventSet *wait_set_ = nullptr;
@@ -104,6 +145,9 @@ class Worker {
     std::vector<CommandResult> results_;
     ApplyTxn txn_;
     uint64_t incarnation_ = 0;
+    std::unique_ptr<ClusterConfig> cluster_;
+    std::unique_ptr<NodeTransport> transport_;
+    std::unordered_map<uint64_t, ForwardedCommand> forwarded_;
     uint64_t request_counter_ = 0;
     std::string fatal_;
 };

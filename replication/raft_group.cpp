@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "local_transport.h"
+#include "raft_message_codec.h"
 
 namespace atomix {
 
@@ -34,6 +35,11 @@ void RaftGroup::start()
     raft_uv_set_segment_size(&io_, config_.segment_size);
     uv_close_ = io_.close;
     io_.close = io_close_once;
+    /* Peers talk through our node transport, not raft_uv's own: interpose
+     * on start (to learn c-raft's receive callback) and send. */
+    uv_start_ = io_.start;
+    io_.start = io_start;
+    io_.send = io_send;
 
     rv = raft_init(&raft_, &io_, fsm_, config_.node_id, config_.address.c_str());
     if (rv != 0)
@@ -41,10 +47,21 @@ void RaftGroup::start()
     raft_.data = this;
     raft_set_snapshot_threshold(&raft_, config_.snapshot_threshold);
     raft_set_snapshot_trailing(&raft_, config_.snapshot_trailing);
+    raft_set_election_timeout(&raft_, config_.election_timeout_ms);
+    raft_set_heartbeat_timeout(&raft_, config_.heartbeat_timeout_ms);
+    /* a node cut off and back must not depose a healthy leader */
+    raft_set_pre_vote(&raft_, true);
 
     struct raft_configuration conf;
     raft_configuration_init(&conf);
-    rv = raft_configuration_add(&conf, config_.node_id, config_.address.c_str(), RAFT_VOTER);
+    if (config_.members.empty()) {
+        rv = raft_configuration_add(&conf, config_.node_id, config_.address.c_str(), RAFT_VOTER);
+    } else {
+        rv = 0;
+        for (const RaftMember &m : config_.members)
+            if (rv == 0)
+                rv = raft_configuration_add(&conf, m.id, m.address.c_str(), m.role);
+    }
     if (rv == 0)
         rv = raft_bootstrap(&raft_, &conf);
     raft_configuration_close(&conf);
@@ -100,8 +117,131 @@ int RaftGroup::propose(const std::string &entry, ProposeDone done, void *arg)
 
 static void leader_barrier_done(struct raft_barrier *req, int) { delete req; }
 
+RaftGroup *RaftGroup::of(struct raft_io *io)
+{
+    return static_cast<RaftGroup *>(static_cast<struct raft *>(io->data)->data);
+}
+
+int RaftGroup::io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                        raft_io_recv_cb recv)
+{
+    RaftGroup *self = of(io);
+    self->recv_cb_ = recv;
+    return self->uv_start_(io, msecs, tick, recv);
+}
+
+/* c-raft 0.15 answers a successful AppendEntries with its last *stored*
+ * index, which may include a stale tail from an older term that the leader
+ * never sent; the leader then counts those entries as replicated and can
+ * commit (and acknowledge) writes that are lost later.  We clamp the answer
+ * to what the current leader's appends actually covered: entries up to
+ * prev_log_index + n_entries of an accepted append match the leader's log. */
+int RaftGroup::io_send(struct raft_io *io, struct raft_io_send *req,
+                       const struct raft_message *message, raft_io_send_cb cb)
+{
+    RaftGroup *self = of(io);
+    struct raft_message msg = *message;
+    if (msg.type == RAFT_IO_APPEND_ENTRIES_RESULT && self->delivering_append_)
+        (msg.append_entries_result.rejected == 0 ? self->delivery_accepted_ : self->delivery_rejected_) = true;
+    if (msg.type == RAFT_IO_APPEND_ENTRIES_RESULT && msg.append_entries_result.rejected == 0) {
+        uint64_t vouched = msg.append_entries_result.term == self->vouched_term_
+                               ? self->vouched_index_
+                               : 0;
+        if (msg.append_entries_result.last_log_index > vouched)
+            msg.append_entries_result.last_log_index = vouched;
+    }
+    int status = 0;
+    try {
+        std::string encoded;
+        encode_raft_message(msg, encoded);
+        if (!self->config_.send || !self->config_.send((uint32_t)msg.server_id, self->config_.partition, encoded))
+            status = RAFT_NOCONNECTION;
+    } catch (const std::exception &) {
+        status = RAFT_NOMEM;
+    }
+    /* c-raft expects the callback later, never from inside send() */
+    self->send_completions_.push_back(SendCompletion{req, cb, status});
+    return 0;
+}
+
+void RaftGroup::flush_send_completions()
+{
+    std::vector<SendCompletion> done;
+    done.swap(send_completions_);
+    for (const SendCompletion &c : done)
+        if (c.cb)
+            c.cb(c.req, c.status);
+}
+
+void RaftGroup::deliver(uint32_t from, const std::string &from_address, const char *data,
+                        size_t len)
+{
+    if (!started_ || closed_ || !recv_cb_)
+        return;
+    struct raft_message msg;
+    memset(&msg, 0, sizeof(msg));
+    try {
+        decode_raft_message(data, len, msg);
+    } catch (const std::exception &) {
+        return; /* a malformed message is dropped; Raft retries */
+    }
+    msg.server_id = from;
+    msg.server_address = from_address.c_str();
+    bool is_append = msg.type == RAFT_IO_APPEND_ENTRIES;
+    uint64_t term = msg.append_entries.term;
+    uint64_t covered = msg.append_entries.prev_log_index + msg.append_entries.n_entries;
+    bool carries_entries = msg.append_entries.n_entries > 0;
+    delivering_append_ = is_append;
+    delivery_accepted_ = delivery_rejected_ = false;
+    recv_cb_(&io_, &msg); /* c-raft takes ownership of what decode allocated */
+    delivering_append_ = false;
+    if (!is_append)
+        return;
+    /* The append vouches for entries up to prev + n once c-raft accepted it:
+     * a heartbeat is answered at once, an append with entries is answered
+     * after the disk write, or rejected at once. */
+    bool accepted = delivery_accepted_ ||
+                    (carries_entries && !delivery_rejected_ && raft_last_index(&raft_) >= covered);
+    if (!accepted)
+        return;
+    if (term > vouched_term_) {
+        vouched_term_ = term;
+        vouched_index_ = 0;
+    }
+    if (term == vouched_term_ && covered > vouched_index_)
+        vouched_index_ = covered;
+}
+
+static void transfer_done(struct raft_transfer *req)
+{
+    RaftGroup *self = static_cast<RaftGroup *>(req->data);
+    self->transfer_finished(req);
+}
+
+void RaftGroup::transfer_finished(struct raft_transfer *req)
+{
+    if (transfer_ == req)
+        transfer_ = nullptr;
+    delete req;
+}
+
+bool RaftGroup::transfer_leadership(uint32_t node)
+{
+    if (transfer_ || !is_leader())
+        return false;
+    auto *req = new (struct raft_transfer)();
+    req->data = this;
+    if (raft_transfer(&raft_, req, node, transfer_done) != 0) {
+        delete req;
+        return false;
+    }
+    transfer_ = req;
+    return true;
+}
+
 void RaftGroup::poll()
 {
+    flush_send_completions();
     bool leader = is_leader();
     if (leader && !was_leader_) {
         /* c-raft 0.15 appends no no-op entry on election: without one, entries

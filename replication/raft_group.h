@@ -16,16 +16,32 @@
 #define ATOMIX_RAFT_GROUP_H
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "raft_include.h"
 
 namespace atomix {
 
+struct RaftMember {
+    raft_id id;
+    std::string address;
+    int role; /* RAFT_VOTER or RAFT_STANDBY */
+};
+
+/* Ships one encoded raft message to a peer; false when it cannot now. */
+typedef std::function<bool(uint32_t peer, uint32_t group, const std::string &encoded)> RaftSendFn;
+
 struct RaftGroupConfig {
     uint32_t partition = 0;
     raft_id node_id = 1;
     std::string address;
+    /* every member incl. this node; empty: a one-node group of this node */
+    std::vector<RaftMember> members;
+    RaftSendFn send; /* unused when there are no other members */
+    unsigned election_timeout_ms = 1000;
+    unsigned heartbeat_timeout_ms = 100;
     std::string dir; /* must exist */
     unsigned snapshot_threshold = 4096;
     unsigned snapshot_trailing = 1024;
@@ -48,9 +64,17 @@ class RaftGroup {
     RaftGroup(const RaftGroup &) = delete;
     RaftGroup &operator=(const RaftGroup &) = delete;
 
-    /* Bootstraps a new single-voter group on first start, then starts it.
-     * Throws std::runtime_error with c-raft's message on failure. */
+    /* Bootstraps the group (the same configuration on every member) on first
+     * start, then starts it.  Throws std::runtime_error on failure. */
     void start();
+
+    /* A raft message for this group arrived from a peer. */
+    void deliver(uint32_t from, const std::string &from_address, const char *data, size_t len);
+
+    /* Asks c-raft to hand leadership to `node` (must be a caught-up voter).
+     * False if a transfer is already under way or c-raft refused. */
+    bool transfer_leadership(uint32_t node);
+    void transfer_finished(struct raft_transfer *req);
 
     bool is_leader();
     uint64_t term() { return raft_.current_term; }
@@ -89,6 +113,12 @@ class RaftGroup {
     static void on_closed(struct raft *r);
     static void io_close_once(struct raft_io *io, void (*cb)(struct raft_io *));
     static void io_closed(struct raft_io *io);
+    static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                        raft_io_recv_cb recv);
+    static int io_send(struct raft_io *io, struct raft_io_send *req,
+                       const struct raft_message *message, raft_io_send_cb cb);
+    static RaftGroup *of(struct raft_io *io);
+    void flush_send_completions();
 
     RaftGroupConfig config_;
     uv_loop_t *loop_;
@@ -104,6 +134,22 @@ class RaftGroup {
     void (*uv_close_)(struct raft_io *, void (*)(struct raft_io *)) = nullptr;
     void (*raft_close_cb_)(struct raft_io *) = nullptr;
     bool io_close_fired_ = false;
+    /* see io_start() / io_send() */
+    int (*uv_start_)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
+    raft_io_recv_cb recv_cb_ = nullptr;
+    struct SendCompletion {
+        struct raft_io_send *req;
+        raft_io_send_cb cb;
+        int status;
+    };
+    std::vector<SendCompletion> send_completions_;
+    /* highest index the current-term leader's appends vouched for (see io_send) */
+    uint64_t vouched_term_ = 0;
+    uint64_t vouched_index_ = 0;
+    bool delivering_append_ = false;
+    bool delivery_accepted_ = false;
+    bool delivery_rejected_ = false;
+    struct raft_transfer *transfer_ = nullptr;
 };
 
 } // namespace atomix

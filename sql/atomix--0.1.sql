@@ -39,6 +39,17 @@ CREATE TABLE atomix.counter_data (
     value        bigint NOT NULL
 ) PARTITION BY LIST (partition_id);
 
+-- Outcomes of recently applied client commands (request id → result), so a
+-- command retried after a leader change is answered instead of applied twice.
+-- recorded_at is Raft log time in microseconds since the Unix epoch.
+CREATE TABLE atomix.request_log (
+    partition_id int NOT NULL,
+    request_id   bigint NOT NULL,
+    code         smallint NOT NULL,
+    value        bigint NOT NULL,
+    recorded_at  bigint NOT NULL
+) PARTITION BY LIST (partition_id);
+
 DO $create_partitions$
 DECLARE
     n int := current_setting('atomix.partitions')::int;
@@ -52,6 +63,10 @@ BEGIN
         EXECUTE format('CREATE TABLE atomix.counter_data_p%s PARTITION OF atomix.counter_data '
                        'FOR VALUES IN (%s)', p, p);
         EXECUTE format('ALTER TABLE atomix.counter_data_p%s ADD PRIMARY KEY (name)', p);
+        EXECUTE format('CREATE TABLE atomix.request_log_p%s PARTITION OF atomix.request_log '
+                       'FOR VALUES IN (%s)', p, p);
+        EXECUTE format('ALTER TABLE atomix.request_log_p%s ADD PRIMARY KEY (request_id)', p);
+        EXECUTE format('CREATE INDEX request_log_p%s_age ON atomix.request_log_p%s (recorded_at)', p, p);
         INSERT INTO atomix.partition_state (partition_id) VALUES (p);
     END LOOP;
 END

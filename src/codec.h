@@ -33,6 +33,13 @@ enum class Op : uint8_t {
 
 constexpr uint8_t kFlagHasTtl = 1;
 constexpr uint8_t kFlagHasIfVersion = 2;
+/* A resend of a command whose first attempt may have been committed: the
+ * state machine answers it from its request log instead of applying it
+ * again. */
+constexpr uint8_t kFlagRetry = 4;
+/* Byte offsets inside an encoded command, for the worker to patch. */
+constexpr size_t kCommandFlagsOffset = 1;
+constexpr size_t kCommandRequestIdOffset = 2;
 
 struct Command {
     Op op = Op::Barrier;
@@ -49,6 +56,7 @@ struct Command {
 
     bool has_ttl() const { return flags & kFlagHasTtl; }
     bool has_if_version() const { return flags & kFlagHasIfVersion; }
+    bool is_retry() const { return flags & kFlagRetry; }
 };
 
 /* Every packed entry starts with this.  stamp_us is the proposing leader's

@@ -22,6 +22,9 @@ char *atomix_listen_address = NULL;
 int atomix_snapshot_threshold = 4096;
 int atomix_snapshot_trailing = 1024;
 int atomix_unavailable_timeout_ms = 10000;
+char *atomix_initial_cluster = NULL;
+int atomix_replication_factor = 3;
+char *atomix_cluster_secret = NULL;
 
 static const struct config_enum_entry read_consistency_options[] = {
     {"linearizable", ATOMIX_READ_LINEARIZABLE, false},
@@ -76,8 +79,24 @@ void atomix_define_gucs(void)
     DefineCustomIntVariable(
         "atomix.unavailable_timeout",
         "How long a request waits for its partition to have a leader before failing.", NULL,
-        &atomix_unavailable_timeout_ms, 10000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL,
+        &atomix_unavailable_timeout_ms, 10000, 100, 300 * 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL,
         NULL, NULL);
+
+    DefineCustomStringVariable(
+        "atomix.initial_cluster", "Every node of the cluster, as id=host:port,...",
+        "The same on every node.  Empty: a one-node cluster of atomix.node_id at "
+        "atomix.listen_address.",
+        &atomix_initial_cluster, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.replication_factor", "Voting replicas per partition.",
+        "Capped at the number of nodes; the other nodes keep non-voting copies.",
+        &atomix_replication_factor, 3, 1, 15, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomStringVariable(
+        "atomix.cluster_secret", "Shared secret every node must prove it holds.",
+        "Required when the cluster has more than one node.", &atomix_cluster_secret, "",
+        PGC_POSTMASTER, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
     MarkGUCPrefixReserved("atomix");
 }

@@ -18,6 +18,9 @@ extern char *atomix_listen_address;
 extern int atomix_snapshot_threshold;
 extern int atomix_snapshot_trailing;
 extern int atomix_unavailable_timeout_ms;
+extern char *atomix_initial_cluster;
+extern int atomix_replication_factor;
+extern char *atomix_cluster_secret;
 
 void atomix_define_gucs(void);
 

@@ -78,6 +78,29 @@ class MemoryStorage : public PartitionStorage {
     }
     void counter_put(const std::string &name, int64_t value) override { counters_[name] = value; }
 
+    std::optional<RequestRecord> request_lookup(uint64_t request_id) override
+    {
+        auto it = requests_.find(request_id);
+        if (it == requests_.end())
+            return std::nullopt;
+        return it->second;
+    }
+    void request_record(const std::vector<RequestRecord> &records) override
+    {
+        for (const RequestRecord &r : records)
+            requests_[r.request_id] = r;
+    }
+    void request_purge(int64_t before_us) override
+    {
+        for (auto it = requests_.begin(); it != requests_.end();)
+            it = it->second.recorded_at_us < before_us ? requests_.erase(it) : std::next(it);
+    }
+    void for_each_request(const std::function<void(const RequestRecord &)> &fn) override
+    {
+        for (auto &kv : requests_)
+            fn(kv.second);
+    }
+
     void for_each_map_entry(const std::function<void(const MapEntry &)> &fn) override
     {
         for (auto &kv : maps_)
@@ -92,6 +115,7 @@ class MemoryStorage : public PartitionStorage {
     {
         maps_.clear();
         counters_.clear();
+        requests_.clear();
     }
 
     size_t map_count() const { return maps_.size(); }
@@ -100,6 +124,7 @@ class MemoryStorage : public PartitionStorage {
     PartitionMeta meta_;
     std::map<std::pair<std::string, std::string>, MapRow> maps_;
     std::map<std::string, int64_t> counters_;
+    std::map<uint64_t, RequestRecord> requests_;
 };
 
 } // namespace atomix

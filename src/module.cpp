@@ -13,6 +13,9 @@ extern "C" {
 #include "postmaster/bgworker.h"
 }
 
+#include <cstdio>
+
+#include "cluster_config.h"
 #include "guc.h"
 #include "shmem.h"
 
@@ -45,6 +48,29 @@ static void register_worker(void)
     RegisterBackgroundWorker(&worker);
 }
 
+/* Refuses to start the server with cluster settings that cannot work,
+ * rather than letting the worker fail over and over. */
+static void validate_cluster_settings(void)
+{
+    char problem[512] = "";
+    try {
+        atomix::ClusterConfig c = atomix::ClusterConfig::parse(
+            atomix_initial_cluster, (uint32_t)atomix_node_id, atomix_listen_address,
+            (uint32_t)atomix_replication_factor);
+        if (c.nodes().size() > 1 && (!atomix_cluster_secret || !*atomix_cluster_secret))
+            snprintf(problem, sizeof(problem),
+                     "atomix.cluster_secret must be set when atomix.initial_cluster has more "
+                     "than one node");
+    } catch (const std::exception &e) {
+        snprintf(problem, sizeof(problem), "%s", e.what());
+    }
+    if (problem[0])
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid atomix cluster settings: %s", problem),
+                        errhint("Check atomix.node_id, atomix.listen_address, "
+                                "atomix.initial_cluster and atomix.cluster_secret.")));
+}
+
 void _PG_init(void)
 {
     /* Loaded later (CREATE EXTENSION or LOAD without preloading): define
@@ -54,6 +80,7 @@ void _PG_init(void)
         return;
 
     atomix_define_gucs();
+    validate_cluster_settings();
     atomix_set_loaded_at_startup();
     prev_shmem_request_hook = shmem_request_hook;
     shmem_request_hook = shmem_request;

@@ -13,6 +13,7 @@ static constexpr uint32_t kSnapshotMagic = 0x41534e50; /* "ASNP" */
 static constexpr uint8_t kSnapshotFormat = 1;
 static constexpr uint8_t kRecordMapEntry = 1;
 static constexpr uint8_t kRecordCounter = 2;
+static constexpr uint8_t kRecordRequest = 3;
 static constexpr uint8_t kRecordEnd = 0xff;
 
 std::optional<int64_t> StateMachine::next_expiry()
@@ -64,8 +65,29 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
         next_expiry_known_ = false;
     }
 
-    for (uint32_t i = 0; i < commands.size(); i++)
-        results.push_back(execute(commands[i], index, i, now));
+    /* Forget old request ids at log-time minute boundaries: the same log
+     * positions on every replica. */
+    if (now / kRequestLogPurgeEveryUs != meta.log_time_us / kRequestLogPurgeEveryUs)
+        storage_.request_purge(now - kRequestLogWindowUs);
+
+    std::vector<RequestRecord> records;
+    for (uint32_t i = 0; i < commands.size(); i++) {
+        const Command &cmd = commands[i];
+        if (cmd.is_retry() && cmd.request_id != 0) {
+            std::optional<RequestRecord> seen = storage_.request_lookup(cmd.request_id);
+            if (seen && seen->recorded_at_us >= now - kRequestLogWindowUs) {
+                results.push_back(CommandResult{cmd.request_id, static_cast<ResultCode>(seen->code),
+                                                seen->value});
+                continue;
+            }
+        }
+        CommandResult r = execute(cmd, index, i, now);
+        results.push_back(r);
+        if (cmd.request_id != 0 && cmd.op != Op::Barrier)
+            records.push_back(RequestRecord{cmd.request_id, static_cast<uint8_t>(r.code), r.value, now});
+    }
+    if (!records.empty())
+        storage_.request_record(records);
 
     meta.applied_index = index;
     meta.log_time_us = now;
@@ -189,6 +211,13 @@ std::string StateMachine::snapshot()
         w.bytes(c.name);
         w.i64(c.value);
     });
+    storage_.for_each_request([&](const RequestRecord &q) {
+        w.u8(kRecordRequest);
+        w.u64(q.request_id);
+        w.u8(q.code);
+        w.i64(q.value);
+        w.i64(q.recorded_at_us);
+    });
     w.u8(kRecordEnd);
     return out;
 }
@@ -211,6 +240,7 @@ bool StateMachine::restore(const void *data, size_t len)
      * must leave the replica as it was. */
     std::vector<MapEntry> entries;
     std::vector<CounterRow> counters;
+    std::vector<RequestRecord> requests;
     for (;;) {
         uint8_t kind = r.u8();
         if (kind == kRecordEnd)
@@ -231,6 +261,13 @@ bool StateMachine::restore(const void *data, size_t len)
             c.name = r.bytes();
             c.value = r.i64();
             counters.push_back(std::move(c));
+        } else if (kind == kRecordRequest) {
+            RequestRecord q;
+            q.request_id = r.u64();
+            q.code = r.u8();
+            q.value = r.i64();
+            q.recorded_at_us = r.i64();
+            requests.push_back(q);
         } else {
             throw DecodeError("unknown record in atomix snapshot");
         }
@@ -241,6 +278,8 @@ bool StateMachine::restore(const void *data, size_t len)
         storage_.map_put(e.map, e.key, e.row);
     for (const CounterRow &c : counters)
         storage_.counter_put(c.name, c.value);
+    if (!requests.empty())
+        storage_.request_record(requests);
     storage_.store_meta(snap);
     next_expiry_known_ = false;
     return true;

@@ -54,6 +54,21 @@ struct CounterRow {
     int64_t value = 0;
 };
 
+/* The outcome of an applied client command, kept for a while so that a
+ * retried command is answered, not applied twice. */
+struct RequestRecord {
+    uint64_t request_id = 0;
+    uint8_t code = 0; /* ResultCode */
+    int64_t value = 0;
+    int64_t recorded_at_us = 0; /* log time */
+};
+
+/* How long applied request ids are remembered (log time), and how often the
+ * old ones are dropped.  Retries stop well before (atomix.unavailable_timeout
+ * is capped below this). */
+constexpr int64_t kRequestLogWindowUs = 10LL * 60 * 1000000;
+constexpr int64_t kRequestLogPurgeEveryUs = 60LL * 1000000;
+
 /* Where a partition's state lives.  Implementations may throw (the PG one
  * turns Postgres errors into exceptions); the caller decides what to do. */
 class PartitionStorage {
@@ -74,9 +89,14 @@ class PartitionStorage {
     virtual std::optional<int64_t> counter_get(const std::string &name) = 0;
     virtual void counter_put(const std::string &name, int64_t value) = 0;
 
+    virtual std::optional<RequestRecord> request_lookup(uint64_t request_id) = 0;
+    virtual void request_record(const std::vector<RequestRecord> &records) = 0;
+    virtual void request_purge(int64_t before_us) = 0;
+
     /* Whole-state access for snapshots. */
     virtual void for_each_map_entry(const std::function<void(const MapEntry &)> &fn) = 0;
     virtual void for_each_counter(const std::function<void(const CounterRow &)> &fn) = 0;
+    virtual void for_each_request(const std::function<void(const RequestRecord &)> &fn) = 0;
     virtual void clear_all() = 0;
 };
 

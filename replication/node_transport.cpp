@@ -1,0 +1,458 @@
+/*
+ * node_transport.cpp — connections, handshake and framing of the node
+ * transport (protocol in node_transport.h).
+ */
+#include "node_transport.h"
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+namespace atomix {
+
+static constexpr char kMagic[8] = {'A', 'T', 'M', 'X', 'N', 'O', 'D', 'E'};
+static constexpr uint8_t kVersion = 1;
+static constexpr uint64_t kRedialMs = 250;
+
+static int64_t now_us()
+{
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+static void put_u32(std::string &s, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+static uint32_t get_u32(const char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
+    return v;
+}
+
+/* Constant-time comparison of two MACs. */
+static bool same_mac(const std::string &a, const std::string &b)
+{
+    if (a.size() != b.size())
+        return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < a.size(); i++)
+        diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+struct NodeTransport::Connection {
+    enum State { Connecting, Handshake, Ready };
+    NodeTransport *transport;
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    bool outbound;
+    uint32_t peer_id; /* expected (outbound) or claimed in HELLO (inbound) */
+    std::string peer_address;
+    State state = Connecting;
+    bool closing = false;
+    std::string rbuf;
+    std::string c_nonce;
+    std::string s_nonce;
+};
+
+struct NodeTransport::Peer {
+    NodeTransport *transport;
+    NodeAddress address;
+    Connection *out = nullptr; /* our dialed connection, in any state */
+    uv_timer_t redial;
+    bool redial_initialized = false;
+    bool reported_down = false;
+};
+
+struct WriteReq {
+    uv_write_t req;
+    std::string data;
+};
+
+NodeTransport::NodeTransport(uv_loop_t *loop, const ClusterConfig &config, std::string secret,
+                             TransportHooks hooks)
+    : loop_(loop), config_(config), secret_(std::move(secret)), hooks_(std::move(hooks))
+{
+    for (const NodeAddress &n : config_.nodes()) {
+        if (n.id == config_.self().id)
+            continue;
+        auto peer = std::make_unique<Peer>();
+        peer->transport = this;
+        peer->address = n;
+        peers_[n.id] = std::move(peer);
+    }
+}
+
+NodeTransport::~NodeTransport() = default;
+
+/* ---- writing ---- */
+
+static void write_done(uv_write_t *req, int) { delete static_cast<WriteReq *>(req->data); }
+
+static bool write_frame(uv_tcp_t *tcp, FrameType type, const char *head, size_t head_len,
+                        const char *body, size_t body_len)
+{
+    WriteReq *w = new WriteReq();
+    w->req.data = w;
+    w->data.reserve(5 + head_len + body_len);
+    put_u32(w->data, static_cast<uint32_t>(1 + head_len + body_len));
+    w->data.push_back(static_cast<char>(type));
+    w->data.append(head, head_len);
+    if (body_len)
+        w->data.append(body, body_len);
+    uv_buf_t buf = uv_buf_init(const_cast<char *>(w->data.data()),
+                               static_cast<unsigned int>(w->data.size()));
+    if (uv_write(&w->req, reinterpret_cast<uv_stream_t *>(tcp), &buf, 1, write_done) != 0) {
+        delete w;
+        return false;
+    }
+    return true;
+}
+
+bool NodeTransport::send(uint32_t peer, FrameType type, const std::string &payload)
+{
+    return send(peer, type, payload.data(), payload.size(), nullptr, 0);
+}
+
+bool NodeTransport::send(uint32_t peer, FrameType type, const char *head, size_t head_len,
+                         const char *body, size_t body_len)
+{
+    auto it = peers_.find(peer);
+    if (it == peers_.end() || closing_)
+        return false;
+    Connection *c = it->second->out;
+    if (!c || c->state != Connection::Ready || c->closing)
+        return false;
+    if (!write_frame(&c->tcp, type, head, head_len, body, body_len)) {
+        connection_lost(c, "write failed");
+        return false;
+    }
+    return true;
+}
+
+bool NodeTransport::connected(uint32_t peer) const
+{
+    auto it = peers_.find(peer);
+    return it != peers_.end() && it->second->out && it->second->out->state == Connection::Ready &&
+           !it->second->out->closing;
+}
+
+int64_t NodeTransport::last_contact_us(uint32_t peer) const
+{
+    auto it = last_contact_.find(peer);
+    return it == last_contact_.end() ? 0 : it->second;
+}
+
+/* ---- reading ---- */
+
+static void alloc_read(uv_handle_t *, size_t, uv_buf_t *buf)
+{
+    /* one loop thread: a single buffer serves every read */
+    static char buffer[64 * 1024];
+    *buf = uv_buf_init(buffer, sizeof(buffer));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    auto *c = static_cast<NodeTransport::Connection *>(stream->data);
+    NodeTransport *t = c->transport;
+    if (nread < 0) {
+        t->connection_lost(c, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+        return;
+    }
+    c->rbuf.append(buf->base, static_cast<size_t>(nread));
+    size_t pos = 0;
+    while (!c->closing && c->rbuf.size() - pos >= 5) {
+        uint32_t len = get_u32(c->rbuf.data() + pos);
+        if (len == 0 || len > kMaxFrameBytes) {
+            t->connection_lost(c, "malformed frame");
+            return;
+        }
+        if (c->rbuf.size() - pos < 4 + static_cast<size_t>(len))
+            break;
+        FrameType type = static_cast<FrameType>(c->rbuf[pos + 4]);
+        t->handle_frame(c, type, c->rbuf.data() + pos + 5, len - 1);
+        pos += 4 + len;
+    }
+    if (!c->closing)
+        c->rbuf.erase(0, pos);
+}
+
+/* ---- handshake ---- */
+
+std::string NodeTransport::server_proof(const std::string &c_nonce, const std::string &s_nonce,
+                                        uint32_t server_id) const
+{
+    std::string m = "S" + c_nonce + s_nonce;
+    put_u32(m, server_id);
+    return hooks_.hmac(secret_, m);
+}
+
+std::string NodeTransport::client_proof(const std::string &c_nonce, const std::string &s_nonce,
+                                        uint32_t client_id) const
+{
+    std::string m = "C" + s_nonce + c_nonce;
+    put_u32(m, client_id);
+    return hooks_.hmac(secret_, m);
+}
+
+void NodeTransport::handle_frame(Connection *c, FrameType type, const char *p, size_t n)
+{
+    if (c->state != Connection::Ready) {
+        handle_handshake(c, type, p, n);
+        return;
+    }
+    if (type == FrameType::Hello || type == FrameType::Challenge || type == FrameType::Proof) {
+        connection_lost(c, "unexpected handshake frame");
+        return;
+    }
+    last_contact_[c->peer_id] = now_us();
+    hooks_.on_frame(c->peer_id, type, p, n);
+}
+
+void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *p, size_t n)
+{
+    uint32_t self = config_.self().id;
+    if (!c->outbound && type == FrameType::Hello && c->c_nonce.empty()) {
+        if (n != 8 + 1 + 4 + kNonceBytes || memcmp(p, kMagic, 8) != 0 || p[8] != kVersion) {
+            connection_lost(c, "not an atomix node (bad HELLO)");
+            return;
+        }
+        c->peer_id = get_u32(p + 9);
+        if (c->peer_id == self || !config_.node(c->peer_id)) {
+            hooks_.log(1, "atomix transport: refused a connection from " + c->peer_address +
+                              " claiming node id " + std::to_string(c->peer_id) +
+                              ", which is not a peer in atomix.initial_cluster");
+            connection_lost(c, "");
+            return;
+        }
+        c->c_nonce.assign(p + 13, kNonceBytes);
+        c->s_nonce = hooks_.random_bytes(kNonceBytes);
+        std::string reply;
+        put_u32(reply, self);
+        reply += c->s_nonce;
+        reply += server_proof(c->c_nonce, c->s_nonce, self);
+        write_frame(&c->tcp, FrameType::Challenge, reply.data(), reply.size(), nullptr, 0);
+        c->state = Connection::Handshake;
+        return;
+    }
+    if (!c->outbound && type == FrameType::Proof && !c->c_nonce.empty()) {
+        std::string proof(p, n);
+        if (!same_mac(proof, client_proof(c->c_nonce, c->s_nonce, c->peer_id))) {
+            hooks_.log(1, "atomix transport: refused node " + std::to_string(c->peer_id) +
+                              " connecting from " + c->peer_address +
+                              ": it does not hold this cluster's atomix.cluster_secret");
+            connection_lost(c, "");
+            return;
+        }
+        connection_ready(c);
+        return;
+    }
+    if (c->outbound && type == FrameType::Challenge && c->state == Connection::Handshake) {
+        if (n != 4 + kNonceBytes + kMacBytes || get_u32(p) != c->peer_id) {
+            connection_lost(c, "bad CHALLENGE");
+            return;
+        }
+        c->s_nonce.assign(p + 4, kNonceBytes);
+        std::string proof(p + 4 + kNonceBytes, kMacBytes);
+        if (!same_mac(proof, server_proof(c->c_nonce, c->s_nonce, c->peer_id))) {
+            hooks_.log(1, "atomix transport: node " + std::to_string(c->peer_id) + " at " +
+                              c->peer_address +
+                              " does not hold this cluster's atomix.cluster_secret; not "
+                              "talking to it");
+            connection_lost(c, "");
+            return;
+        }
+        std::string mine = client_proof(c->c_nonce, c->s_nonce, self);
+        write_frame(&c->tcp, FrameType::Proof, mine.data(), mine.size(), nullptr, 0);
+        connection_ready(c);
+        return;
+    }
+    connection_lost(c, "unexpected frame during handshake");
+}
+
+void NodeTransport::connection_ready(Connection *c)
+{
+    c->state = Connection::Ready;
+    last_contact_[c->peer_id] = now_us();
+    if (c->outbound) {
+        Peer &peer = *peers_[c->peer_id];
+        if (peer.reported_down)
+            hooks_.log(0, "atomix transport: connected to node " + std::to_string(c->peer_id) +
+                              " at " + c->peer_address);
+        peer.reported_down = false;
+    }
+}
+
+/* ---- connection lifecycle ---- */
+
+void NodeTransport::connection_lost(Connection *c, const std::string &why)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->outbound) {
+        Peer &peer = *peers_[c->peer_id];
+        if (peer.out == c)
+            peer.out = nullptr;
+        if (!peer.reported_down && !closing_ && !why.empty()) {
+            hooks_.log(0, "atomix transport: lost node " + std::to_string(c->peer_id) + " at " +
+                              c->peer_address + ": " + why);
+            peer.reported_down = true;
+        }
+        if (!closing_)
+            schedule_redial(peer);
+    } else {
+        for (size_t i = 0; i < inbound_.size(); i++)
+            if (inbound_[i] == c) {
+                inbound_.erase(inbound_.begin() + static_cast<long>(i));
+                break;
+            }
+    }
+    uv_close(reinterpret_cast<uv_handle_t *>(&c->tcp), [](uv_handle_t *h) {
+        auto *conn = static_cast<NodeTransport::Connection *>(h->data);
+        NodeTransport *t = conn->transport;
+        delete conn;
+        t->open_handles_--;
+    });
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    auto *c = static_cast<NodeTransport::Connection *>(req->data);
+    NodeTransport *t = c->transport;
+    if (c->closing)
+        return;
+    if (status != 0) {
+        t->connection_lost(c, uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start(reinterpret_cast<uv_stream_t *>(&c->tcp), alloc_read, on_read);
+    std::string hello(kMagic, sizeof(kMagic));
+    hello.push_back(static_cast<char>(kVersion));
+    put_u32(hello, t->config().self().id);
+    c->c_nonce = t->random_bytes(kNonceBytes);
+    hello += c->c_nonce;
+    write_frame(&c->tcp, FrameType::Hello, hello.data(), hello.size(), nullptr, 0);
+    c->state = NodeTransport::Connection::Handshake;
+}
+
+void NodeTransport::dial(Peer &peer)
+{
+    if (closing_ || peer.out)
+        return;
+    auto *c = new Connection();
+    c->transport = this;
+    c->outbound = true;
+    c->peer_id = peer.address.id;
+    c->peer_address = peer.address.address();
+    uv_tcp_init(loop_, &c->tcp);
+    c->tcp.data = c;
+    c->connect_req.data = c;
+    open_handles_++;
+    peer.out = c;
+    struct sockaddr_in addr;
+    uv_ip4_addr(peer.address.host.c_str(), peer.address.port, &addr);
+    int rv = uv_tcp_connect(&c->connect_req, &c->tcp, reinterpret_cast<struct sockaddr *>(&addr),
+                            on_connect);
+    if (rv != 0)
+        connection_lost(c, uv_strerror(rv));
+}
+
+void NodeTransport::schedule_redial(Peer &peer)
+{
+    uv_timer_start(&peer.redial, [](uv_timer_t *timer) {
+        auto *p = static_cast<Peer *>(timer->data);
+        p->transport->dial(*p);
+    }, kRedialMs, 0);
+}
+
+void NodeTransport::on_accept()
+{
+    auto *c = new Connection();
+    c->transport = this;
+    c->outbound = false;
+    c->peer_id = 0;
+    uv_tcp_init(loop_, &c->tcp);
+    c->tcp.data = c;
+    open_handles_++;
+    if (uv_accept(reinterpret_cast<uv_stream_t *>(&listener_),
+                  reinterpret_cast<uv_stream_t *>(&c->tcp)) != 0) {
+        connection_lost(c, "");
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[64] = "?";
+    if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<struct sockaddr *>(&ss), &len) == 0 &&
+        ss.ss_family == AF_INET) {
+        auto *in = reinterpret_cast<struct sockaddr_in *>(&ss);
+        uv_ip4_name(in, host, sizeof(host));
+        c->peer_address = std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    inbound_.push_back(c);
+    c->state = Connection::Handshake;
+    uv_read_start(reinterpret_cast<uv_stream_t *>(&c->tcp), alloc_read, on_read);
+}
+
+void NodeTransport::start()
+{
+    uv_tcp_init(loop_, &listener_);
+    listener_.data = this;
+    listener_initialized_ = true;
+    open_handles_++;
+    struct sockaddr_in addr;
+    const NodeAddress &self = config_.self();
+    uv_ip4_addr(self.host.c_str(), self.port, &addr);
+    int rv = uv_tcp_bind(&listener_, reinterpret_cast<struct sockaddr *>(&addr), 0);
+    if (rv == 0)
+        rv = uv_listen(reinterpret_cast<uv_stream_t *>(&listener_), 64, [](uv_stream_t *s, int status) {
+            if (status == 0)
+                static_cast<NodeTransport *>(s->data)->on_accept();
+        });
+    if (rv != 0)
+        throw std::runtime_error("atomix transport: cannot listen on " + self.address() + ": " +
+                                 uv_strerror(rv));
+    listening_ = true;
+    for (auto &kv : peers_) {
+        Peer &peer = *kv.second;
+        uv_timer_init(loop_, &peer.redial);
+        peer.redial.data = &peer;
+        peer.redial_initialized = true;
+        open_handles_++;
+        dial(peer);
+    }
+}
+
+void NodeTransport::close()
+{
+    if (closing_)
+        return;
+    closing_ = true;
+    for (auto &kv : peers_) {
+        Peer &peer = *kv.second;
+        if (peer.out)
+            connection_lost(peer.out, "");
+        if (peer.redial_initialized)
+            uv_close(reinterpret_cast<uv_handle_t *>(&peer.redial), [](uv_handle_t *h) {
+                static_cast<Peer *>(h->data)->transport->open_handles_--;
+            });
+    }
+    std::vector<Connection *> inbound = inbound_;
+    for (Connection *c : inbound)
+        connection_lost(c, "");
+    if (listener_initialized_)
+        uv_close(reinterpret_cast<uv_handle_t *>(&listener_), [](uv_handle_t *h) {
+            static_cast<NodeTransport *>(h->data)->open_handles_--;
+        });
+}
+
+} // namespace atomix
