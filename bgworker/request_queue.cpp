@@ -11,6 +11,7 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <algorithm>
 #include <cstring>
 
 #include "pg_bridge.h"
@@ -80,10 +81,19 @@ void worker_set_phase(int phase)
     LWLockRelease(atomix_shared->lock);
 }
 
-void publish_replica_status(const std::vector<ReplicaStatus> &replicas)
+void publish_replica_status(const std::vector<ReplicaStatus> &replicas,
+                            const std::vector<NodeStatus> &nodes)
 {
     TimestampTz now = GetCurrentTimestamp();
     LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    atomix_shared->nnodes = (int32)std::min<size_t>(nodes.size(), ATOMIX_MAX_NODES);
+    for (int i = 0; i < atomix_shared->nnodes; i++) {
+        AtomixNodeStatus *n = &atomix_shared->nodes[i];
+        n->id = nodes[i].id;
+        n->connected = nodes[i].connected;
+        /* Unix µs → Postgres timestamptz */
+        n->last_contact = nodes[i].last_contact_us ? nodes[i].last_contact_us - 946684800000000LL : 0;
+    }
     for (size_t i = 0; i < replicas.size() && i < ATOMIX_MAX_PARTITIONS; i++) {
         AtomixReplicaStatus *s = &atomix_shared->replicas[i];
         s->role = replicas[i].role;
@@ -92,6 +102,8 @@ void publish_replica_status(const std::vector<ReplicaStatus> &replicas)
         s->commit_index = replicas[i].commit_index;
         s->applied_index = replicas[i].applied_index;
         s->last_index = replicas[i].last_index;
+        for (size_t k = 0; k < ATOMIX_MAX_NODES; k++)
+            s->match_index[k] = k < replicas[i].match_index.size() ? replicas[i].match_index[k] : 0;
     }
     atomix_shared->status_updated_at = now;
     LWLockRelease(atomix_shared->lock);

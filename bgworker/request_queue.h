@@ -43,8 +43,15 @@ struct ReplicaStatus {
     uint64_t commit_index = 0;
     uint64_t applied_index = 0;
     uint64_t last_index = 0;
+    std::vector<uint64_t> match_index; /* by node position, when leading */
 };
-void publish_replica_status(const std::vector<ReplicaStatus> &replicas);
+struct NodeStatus {
+    uint32_t id = 0;
+    bool connected = false;
+    int64_t last_contact_us = 0; /* Unix µs, 0 = never */
+};
+void publish_replica_status(const std::vector<ReplicaStatus> &replicas,
+                            const std::vector<NodeStatus> &nodes);
 
 /* Delivers replies to the slots still waiting for them, frees slots whose
  * backend gave up, and wakes the backends. */

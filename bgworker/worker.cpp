@@ -529,10 +529,25 @@ void Worker::publish_status()
         status[i].term = g.term();
         status[i].commit_index = g.commit_index();
         status[i].last_index = g.last_index();
-        /* what the tables hold, as of the transaction just committed */
-        status[i].applied_index = partitions_[i]->storage.cached_applied_index();
+        /* published after the turn's commit: every entry c-raft applied is in
+         * the tables (barrier and configuration entries change nothing) */
+        status[i].applied_index =
+            std::max<uint64_t>(g.last_applied(), partitions_[i]->storage.cached_applied_index());
+        if (g.state() == RAFT_LEADER)
+            for (const NodeAddress &n : cluster_->nodes())
+                status[i].match_index.push_back(n.id == cluster_->self().id ? g.last_index()
+                                                                           : g.match_index(n.id));
     }
-    publish_replica_status(status);
+    std::vector<NodeStatus> nodes;
+    for (const NodeAddress &n : cluster_->nodes()) {
+        NodeStatus s;
+        s.id = n.id;
+        bool self = n.id == cluster_->self().id;
+        s.connected = self || (transport_ && transport_->connected(n.id));
+        s.last_contact_us = self ? unix_now_us() : (transport_ ? transport_->last_contact_us(n.id) : 0);
+        nodes.push_back(s);
+    }
+    publish_replica_status(status, nodes);
 }
 
 void Worker::turn(long timeout_ms)

@@ -30,9 +30,54 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "cluster_config.h"
 #include "guc.h"
 #include "raft_include.h"
 #include "shmem.h"
+
+#define MAX_VOTERS 15 /* atomix.replication_factor upper bound */
+
+/* The cluster as the settings describe it, in plain arrays. */
+struct Placement {
+    int nnodes;
+    uint32 ids[ATOMIX_MAX_NODES];
+    char addresses[ATOMIX_MAX_NODES][64];
+    int self; /* position of this node */
+    int nvoters;
+    uint32 voters[ATOMIX_MAX_PARTITIONS][MAX_VOTERS];
+};
+
+/* Computes the placement with the same code the worker uses.  The C++
+ * objects live only inside this function, which raises nothing itself. */
+static bool compute_placement(Placement *out, char *problem, size_t problem_len)
+{
+    try {
+        atomix::ClusterConfig c = atomix::ClusterConfig::parse(
+            atomix_initial_cluster, (uint32_t)atomix_node_id, atomix_listen_address,
+            (uint32_t)atomix_replication_factor);
+        out->nnodes = (int)std::min<size_t>(c.nodes().size(), ATOMIX_MAX_NODES);
+        for (int i = 0; i < out->nnodes; i++) {
+            out->ids[i] = c.nodes()[i].id;
+            snprintf(out->addresses[i], sizeof(out->addresses[i]), "%s", c.nodes()[i].address().c_str());
+            if (c.nodes()[i].id == c.self().id)
+                out->self = i;
+        }
+        out->nvoters = (int)std::min<uint32_t>(c.voters_per_partition(), MAX_VOTERS);
+        for (int p = 0; p < atomix_partitions && p < ATOMIX_MAX_PARTITIONS; p++) {
+            std::vector<uint32_t> v = c.voters((uint32_t)p);
+            for (int k = 0; k < out->nvoters; k++)
+                out->voters[p][k] = v[k];
+        }
+        return true;
+    } catch (const std::exception &e) {
+        snprintf(problem, problem_len, "%s", e.what());
+        return false;
+    }
+}
 
 enum TopologyTable { TOPOLOGY_NODES, TOPOLOGY_PARTITIONS, TOPOLOGY_REPLICAS };
 
@@ -44,6 +89,9 @@ struct TopologyScan {
     TimestampTz updated_at;
     int npartitions;
     AtomixReplicaStatus replicas[ATOMIX_MAX_PARTITIONS];
+    int32 nnodes_seen;
+    AtomixNodeStatus nodes[ATOMIX_MAX_NODES];
+    Placement placement;
 };
 
 static TopologyTable table_option(List *options)
@@ -115,14 +163,23 @@ static void begin_scan(ForeignScanState *node, int)
     TopologyScan *scan = (TopologyScan *)palloc0(sizeof(TopologyScan));
     scan->table = table_option(ft->options);
     scan->npartitions = Min(atomix_partitions, ATOMIX_MAX_PARTITIONS);
+    char problem[256];
+    if (!compute_placement(&scan->placement, problem, sizeof(problem)))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid atomix cluster settings: %s", problem)));
 
     LWLockAcquire(atomix_shared->lock, LW_SHARED);
     scan->worker_running = atomix_shared->worker_phase == WORKER_RUNNING;
     scan->updated_at = atomix_shared->status_updated_at;
     memcpy(scan->replicas, atomix_shared->replicas, sizeof(scan->replicas));
+    scan->nnodes_seen = atomix_shared->nnodes;
+    memcpy(scan->nodes, atomix_shared->nodes, sizeof(scan->nodes));
     LWLockRelease(atomix_shared->lock);
 
-    scan->nrows = scan->table == TOPOLOGY_NODES ? 1 : scan->npartitions;
+    int nnodes = scan->placement.nnodes;
+    scan->nrows = scan->table == TOPOLOGY_NODES        ? nnodes
+                  : scan->table == TOPOLOGY_PARTITIONS ? scan->npartitions
+                                                       : scan->npartitions * nnodes;
     node->fdw_state = scan;
 }
 
@@ -140,20 +197,38 @@ static void set_column(TupleTableSlot *slot, const char *name, Datum value, bool
     }
 }
 
-static void fill_node(TopologyScan *scan, TupleTableSlot *slot)
+/* nodes: one row per node of atomix.initial_cluster.  A peer is "up" while
+ * our transport holds an authenticated connection to it. */
+static void fill_node(TopologyScan *scan, int i, TupleTableSlot *slot)
 {
-    set_column(slot, "node_id", Int32GetDatum(atomix_node_id), false);
-    set_column(slot, "address", CStringGetTextDatum(atomix_listen_address), false);
-    set_column(slot, "state", CStringGetTextDatum(scan->worker_running ? "up" : "down"), false);
-    set_column(slot, "last_contact", TimestampTzGetDatum(scan->updated_at), scan->updated_at == 0);
-    set_column(slot, "is_local", BoolGetDatum(true), false);
+    const Placement &pl = scan->placement;
+    bool local = i == pl.self;
+    bool up = false;
+    TimestampTz contact = 0;
+    for (int k = 0; k < scan->nnodes_seen; k++)
+        if (scan->nodes[k].id == pl.ids[i]) {
+            up = scan->nodes[k].connected;
+            contact = scan->nodes[k].last_contact;
+        }
+    if (local) {
+        up = scan->worker_running;
+        contact = scan->updated_at;
+    }
+    set_column(slot, "node_id", Int32GetDatum((int32)pl.ids[i]), false);
+    set_column(slot, "address", CStringGetTextDatum(pl.addresses[i]), false);
+    set_column(slot, "state", CStringGetTextDatum(up ? "up" : "down"), false);
+    set_column(slot, "last_contact", TimestampTzGetDatum(contact), contact == 0);
+    set_column(slot, "is_local", BoolGetDatum(local), false);
 }
 
 static void fill_partition(TopologyScan *scan, int p, TupleTableSlot *slot)
 {
     const AtomixReplicaStatus *r = &scan->replicas[p];
-    Datum member = Int32GetDatum(atomix_node_id);
-    ArrayType *replicas = construct_array(&member, 1, INT4OID, 4, true, TYPALIGN_INT);
+    Datum members[MAX_VOTERS];
+    for (int k = 0; k < scan->placement.nvoters; k++)
+        members[k] = Int32GetDatum((int32)scan->placement.voters[p][k]);
+    ArrayType *replicas =
+        construct_array(members, scan->placement.nvoters, INT4OID, 4, true, TYPALIGN_INT);
     set_column(slot, "partition_id", Int32GetDatum(p), false);
     set_column(slot, "leader_node", Int32GetDatum(r->leader_node), r->leader_node == 0);
     set_column(slot, "term", Int64GetDatum((int64)r->term), false);
@@ -162,16 +237,44 @@ static void fill_partition(TopologyScan *scan, int p, TupleTableSlot *slot)
     set_column(slot, "replicas", PointerGetDatum(replicas), false);
 }
 
-static void fill_replica(TopologyScan *scan, int p, TupleTableSlot *slot)
+/* replicas: one row per (partition, node).  This node's own replica shows
+ * what its worker applied; other replicas are known only where this node
+ * leads (the index c-raft has replicated to them), else their columns are
+ * NULL. */
+static void fill_replica(TopologyScan *scan, int row, TupleTableSlot *slot)
 {
+    const Placement &pl = scan->placement;
+    int p = row / pl.nnodes;
+    int i = row % pl.nnodes;
     const AtomixReplicaStatus *r = &scan->replicas[p];
-    int64 lag = r->commit_index > r->applied_index ? (int64)(r->commit_index - r->applied_index) : 0;
+    uint32 id = pl.ids[i];
+    bool voter = false;
+    for (int k = 0; k < pl.nvoters; k++)
+        voter |= pl.voters[p][k] == id;
+
+    const char *role;
+    bool known = false;
+    int64 applied = 0, lag = 0;
+    if (i == pl.self) {
+        role = scan->worker_running ? role_name(r->role) : "unavailable";
+        if (r->role == RAFT_FOLLOWER && !voter)
+            role = "standby";
+        known = true;
+        applied = (int64)r->applied_index;
+        lag = r->commit_index > r->applied_index ? (int64)(r->commit_index - r->applied_index) : 0;
+    } else {
+        role = (uint32)r->leader_node == id ? "leader" : voter ? "follower" : "standby";
+        if (r->role == RAFT_LEADER && i < ATOMIX_MAX_NODES && r->match_index[i] > 0) {
+            known = true;
+            applied = (int64)r->match_index[i];
+            lag = r->last_index > r->match_index[i] ? (int64)(r->last_index - r->match_index[i]) : 0;
+        }
+    }
     set_column(slot, "partition_id", Int32GetDatum(p), false);
-    set_column(slot, "node_id", Int32GetDatum(atomix_node_id), false);
-    set_column(slot, "role", CStringGetTextDatum(scan->worker_running ? role_name(r->role) : "unavailable"),
-               false);
-    set_column(slot, "applied_index", Int64GetDatum((int64)r->applied_index), false);
-    set_column(slot, "lag", Int64GetDatum(lag), false);
+    set_column(slot, "node_id", Int32GetDatum((int32)id), false);
+    set_column(slot, "role", CStringGetTextDatum(role), false);
+    set_column(slot, "applied_index", Int64GetDatum(applied), !known);
+    set_column(slot, "lag", Int64GetDatum(lag), !known);
 }
 
 static TupleTableSlot *iterate_scan(ForeignScanState *node)
@@ -187,7 +290,7 @@ static TupleTableSlot *iterate_scan(ForeignScanState *node)
         slot->tts_isnull[i] = true;
     switch (scan->table) {
     case TOPOLOGY_NODES:
-        fill_node(scan, slot);
+        fill_node(scan, scan->next, slot);
         break;
     case TOPOLOGY_PARTITIONS:
         fill_partition(scan, scan->next, slot);

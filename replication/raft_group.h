@@ -88,6 +88,16 @@ class RaftGroup {
         return id;
     }
     uint64_t last_index() { return started_ ? raft_last_index(&raft_) : 0; }
+    /* When leading: the replicated index c-raft tracks for `node`, else 0. */
+    uint64_t match_index(uint32_t node)
+    {
+        if (!is_leader() || !raft_.leader_state.progress)
+            return 0;
+        for (unsigned i = 0; i < raft_.configuration.n; i++)
+            if (raft_.configuration.servers[i].id == node)
+                return raft_.leader_state.progress[i].match_index;
+        return 0;
+    }
     uint64_t commit_index() { return raft_.commit_index; }
     uint64_t last_applied() { return raft_last_applied(&raft_); }
     /* The index of the entry the FSM is being asked to apply right now. */

@@ -162,9 +162,10 @@ CREATE FOREIGN TABLE atomix.partitions (
 CREATE FOREIGN TABLE atomix.replicas (
     partition_id  int,
     node_id       int,
-    role          text,          -- leader | follower | candidate | unavailable
-    applied_index bigint,
-    lag           bigint         -- committed entries not yet applied
+    role          text,          -- leader | follower | standby | candidate | unavailable
+    applied_index bigint,        -- this node: applied to its tables; others: replicated
+                                 -- index as seen by this node when it leads, else NULL
+    lag           bigint         -- entries behind (commit or leader's log), NULL if unknown
 ) SERVER atomix_local OPTIONS (table 'replicas');
 
 GRANT SELECT ON atomix.nodes, atomix.partitions, atomix.replicas TO PUBLIC;

@@ -65,6 +65,7 @@ struct AtomixRequestSlot {
 };
 
 #define ATOMIX_MAX_PARTITIONS 256 /* atomix.partitions upper bound */
+#define ATOMIX_MAX_NODES 32       /* nodes shown by the topology tables */
 
 /* What the worker last saw of one local replica, published after every loop
  * turn for the topology foreign tables (fdw/). */
@@ -75,6 +76,15 @@ struct AtomixReplicaStatus {
     uint64 commit_index;
     uint64 applied_index; /* committed to the partition tables */
     uint64 last_index;    /* last entry in this replica's log */
+    /* when leading: each node's replicated index, by position in
+     * atomix.initial_cluster's id order (0 = unknown) */
+    uint64 match_index[ATOMIX_MAX_NODES];
+};
+
+struct AtomixNodeStatus {
+    uint32 id;
+    bool connected; /* our transport connection to it is authenticated */
+    TimestampTz last_contact;
 };
 
 struct AtomixShared {
@@ -86,6 +96,8 @@ struct AtomixShared {
     TimestampTz worker_started_at;
     TimestampTz status_updated_at;
     AtomixReplicaStatus replicas[ATOMIX_MAX_PARTITIONS];
+    int32 nnodes;
+    AtomixNodeStatus nodes[ATOMIX_MAX_NODES];
     uint32 nslots;
     AtomixRequestSlot slots[FLEXIBLE_ARRAY_MEMBER];
 };
