@@ -40,6 +40,19 @@ our @EXPORT = qw(
   start_load
   pump_load
   finish_load
+  stop_load
+  load_stall
+  load_discrepancies
+  verify_load
+  atomix_cluster
+  node_id
+  wait_for_leaders
+  partition_leaders
+  leader_counts
+  wait_for_balanced_leaders
+  sequential_psql
+  wait_for_log_line
+  wait_for_same_state
 );
 
 # atomix_node(NAME, %opts) -> started node

@@ -59,6 +59,61 @@ Command put(const std::string &key, const std::string &value, const std::string 
 
 } // namespace
 
+/* A command resent with the retry flag after a leader change is answered
+ * from the request log when its first attempt was applied, and applied when
+ * it was not. */
+static void retried_command_applies_once(void **)
+{
+    Replica r;
+    Command incr = counter_cmd(Op::CounterIncr, "c", 5);
+    incr.request_id = 42;
+    assert_result(r.one(3, 1000, incr), ResultCode::Ok, 5);
+
+    Command again = incr;
+    again.flags |= kFlagRetry;
+    assert_result(r.one(4, 2000, again), ResultCode::Ok, 5); /* same answer ... */
+    assert_true(*r.st.counter_get("c") == 5);                 /* ... not applied twice */
+
+    /* a retry whose first attempt never made it into the log is applied */
+    Command fresh = counter_cmd(Op::CounterIncr, "c", 1);
+    fresh.request_id = 43;
+    fresh.flags |= kFlagRetry;
+    assert_result(r.one(5, 3000, fresh), ResultCode::Ok, 6);
+
+    /* map versions come back as first assigned */
+    Command p = put("k", "v");
+    p.request_id = 44;
+    int64_t v = r.one(6, 4000, p).value;
+    p.flags |= kFlagRetry;
+    assert_result(r.one(7, 5000, p), ResultCode::Ok, v);
+    assert_true(r.get("m", "k")->version == v);
+}
+
+/* The request log forgets at log-time minute boundaries, identically on
+ * every replica, and travels in snapshots. */
+static void request_log_window_and_snapshots(void **)
+{
+    Replica r;
+    Command incr = counter_cmd(Op::CounterIncr, "c", 1);
+    incr.request_id = 7;
+    r.one(1, 1000, incr);
+
+    Replica copy;
+    std::string snap = r.sm.snapshot();
+    assert_true(copy.sm.restore(snap.data(), snap.size()));
+    Command again = incr;
+    again.flags |= kFlagRetry;
+    assert_result(copy.one(2, 2000, again), ResultCode::Ok, 1);
+    assert_true(*copy.st.counter_get("c") == 1);
+
+    /* past the window the id is forgotten: a (very late) retry applies */
+    int64_t later = 1000 + kRequestLogWindowUs + kRequestLogPurgeEveryUs;
+    assert_result(r.one(2, later, again), ResultCode::Ok, 2);
+    int remembered = 0;
+    r.st.for_each_request([&](const RequestRecord &) { remembered++; });
+    assert_int_equal(remembered, 1); /* only the late one */
+}
+
 static void version_layout(void **)
 {
     assert_true(make_version(5, 0) == (5LL << 16));
@@ -473,6 +528,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(version_layout),
+        cmocka_unit_test(retried_command_applies_once),
+        cmocka_unit_test(request_log_window_and_snapshots),
         cmocka_unit_test(map_put_versions_strictly_increase),
         cmocka_unit_test(request_ids_are_echoed),
         cmocka_unit_test(map_put_if_version),
