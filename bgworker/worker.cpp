@@ -167,6 +167,20 @@ void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
         proposal->partition->tick_in_flight = false;
     if (status == 0)
         return; /* applied: results went out through apply_entry */
+    if (status == RAFT_IOERR || status == RAFT_NOSPACE) {
+        /* c-raft 0.15 keeps a leader whose disk write failed in office:
+         * hand leadership away if we can, and restart the worker, which
+         * reloads every group from disk; callers still waiting get 40003
+         * ("may or may not have been applied") from the worker's exit. */
+        Partition *p = proposal->partition;
+        if (cluster_->nodes().size() > 1)
+            for (uint32_t id : cluster_->voters((uint32_t)p->id))
+                if (id != cluster_->self().id && transport_ && transport_->connected(id) &&
+                    p->group->transfer_leadership(id))
+                    break;
+        fail(std::string("partition ") + std::to_string(p->id) +
+             " could not write its Raft log: " + errmsg + "; restarting the worker");
+    }
     /* Leadership was lost after the entry was appended: a later leader may
      * still commit it.  Retry with the retry flag, which the state machine
      * answers from its request log if the first attempt made it. */

@@ -244,57 +244,151 @@ sub stop_cleanly
 
 # ---- load clients ----
 #
-# start_load(NODE, clients => 4, round => 'r1', pairs => 20000, dir => DIR)
-# starts CLIENTS psql processes; client i runs, for j = 1..PAIRS,
+# start_load(NODE, clients => 4, round => 'r1', pairs => 20000, dir => DIR,
+#            first => 1, stream => 0, ahead => 4)
+# starts CLIENTS psql processes, numbered FIRST .. FIRST+CLIENTS-1; client i
+# runs, for j = 1..PAIRS,
 #     SELECT 'c', j, atomix.counter_incr('c<i>');
 #     SELECT 'm', j, atomix.map_put('m', 'k<i>-<round>-<j>', '<j>');
 # with ON_ERROR_STOP off.  Every line a client prints is an acknowledged
 # write.  pump_load keeps the pipes drained for a while; finish_load waits
 # for the clients to exit (after the server went away) and parses what each
 # acknowledged.
+#
+# With stream => 1 the statements are not in a file: pump_load feeds them
+# through psql's stdin, never more than AHEAD beyond those answered (psql
+# flushes each result), without end until stop_load(LOAD); the client then
+# quits after answering what it was sent, so the statements in doubt are
+# exactly the ones that failed.  The arrival time of every answer is kept
+# (resolution: the 20 ms pump period) for load_stall().
 sub start_load
 {
 	my ($node, %o) = @_;
 	my $clients = $o{clients} // 4;
+	my $first = $o{first} // 1;
 	my $round = $o{round} // 'r1';
 	my $pairs = $o{pairs} // 20000;
+	my $stream = $o{stream} // 0;
 	my $dir = $o{dir} // PostgreSQL::Test::Utils::tempdir();
 	my @c;
 	local %ENV = $node->_get_env();
-	for my $i (1 .. $clients)
+	for my $i ($first .. $first + $clients - 1)
 	{
-		my $file = "$dir/load-$round-$i.sql";
-		open my $fh, '>', $file or die "$file: $!";
-		for my $j (1 .. $pairs)
+		my %cl = (i => $i, round => $round, pairs => $pairs, out => '', err => '',
+			stream => $stream, ahead => $o{ahead} // 4, in => '', fed => 0,
+			parsed => 0, answers => [], stopped => 0);
+		my @cmd = (
+			$node->installed_command('psql'), '-X', '-q', '-A', '-t',
+			'-v', 'ON_ERROR_STOP=0', '-v', 'VERBOSITY=verbose',
+			'-d', $node->connstr('postgres'));
+		my @stdin;
+		if ($stream)
 		{
-			print $fh "SELECT 'c', $j, atomix.counter_incr('c$i');\n";
-			print $fh "SELECT 'm', $j, atomix.map_put('m', 'k$i-$round-$j', '$j');\n";
+			@stdin = ('<', \$cl{in});
 		}
-		close $fh;
-		my %cl = (i => $i, round => $round, pairs => $pairs, out => '', err => '');
-		$cl{run} = IPC::Run::start(
-			[
-				$node->installed_command('psql'), '-X', '-q', '-A', '-t',
-				'-v', 'ON_ERROR_STOP=0', '-v', 'VERBOSITY=verbose',
-				'-d', $node->connstr('postgres'), '-f', $file
-			],
-			'<', '/dev/null', '>', \$cl{out}, '2>', \$cl{err});
+		else
+		{
+			my $file = "$dir/load-$round-$i.sql";
+			open my $fh, '>', $file or die "$file: $!";
+			print $fh load_statement($i, $round, $_) for 0 .. 2 * $pairs - 1;
+			close $fh;
+			push @cmd, '-f', $file;
+			@stdin = ('<', '/dev/null');
+		}
+		$cl{run} = IPC::Run::start(\@cmd, @stdin, '>', \$cl{out}, '2>', \$cl{err});
 		push @c, \%cl;
 	}
-	return { clients => \@c, node => $node };
+	my $load = { clients => \@c, node => $node };
+	feed_load($load) if $stream;
+	return $load;
 }
 
-# Drains the clients' output for SECONDS; returns how many are still running.
+# The statement at 0-based position POS of client I's script.
+sub load_statement
+{
+	my ($i, $round, $pos) = @_;
+	my $j = int($pos / 2) + 1;
+	return $pos % 2 == 0
+	  ? "SELECT 'c', $j, atomix.counter_incr('c$i');\n"
+	  : "SELECT 'm', $j, atomix.map_put('m', 'k$i-$round-$j', '$j');\n";
+}
+
+# Stream mode: notes the answers that arrived and tops the clients' input up.
+sub feed_load
+{
+	my ($load) = @_;
+	my $now = time;
+	for my $cl (@{ $load->{clients} })
+	{
+		next unless $cl->{stream};
+		pos($cl->{out}) = $cl->{parsed};
+		while ($cl->{out} =~ /\G[^\n]*\n/gc)
+		{
+			push @{ $cl->{answers} }, $now;
+			$cl->{parsed} = pos($cl->{out});
+		}
+		my $errors = () = $cl->{err} =~ /ERROR:/g;
+		my $answered = @{ $cl->{answers} } + $errors;
+		while (!$cl->{stopped} && $cl->{fed} < $answered + $cl->{ahead}
+			&& $cl->{fed} < 2 * $cl->{pairs})
+		{
+			$cl->{in} .= load_statement($cl->{i}, $cl->{round}, $cl->{fed}++);
+		}
+	}
+	return;
+}
+
+# Drains the clients' output (and feeds stream clients) for SECONDS; returns
+# how many are still running.
 sub pump_load
 {
 	my ($load, $seconds) = @_;
 	my $deadline = time + $seconds;
-	while (time < $deadline)
+	while (1)
 	{
 		$_->{run}->pump_nb for grep { $_->{run}->pumpable } @{ $load->{clients} };
+		feed_load($load);
+		last if time >= $deadline;
 		usleep(20_000);
 	}
 	return scalar grep { $_->{run}->pumpable } @{ $load->{clients} };
+}
+
+# Stream mode: feed no more; each client quits once it answered what it was
+# sent.  Collect the results with finish_load.
+sub stop_load
+{
+	my ($load) = @_;
+	for my $cl (@{ $load->{clients} })
+	{
+		next if $cl->{stopped};
+		$cl->{stopped} = 1;
+		$cl->{in} .= "\\q\n";
+	}
+	return;
+}
+
+# Stream mode: for each client, the longest time without an answer that
+# ended after time T0 (e.g. the moment a node was crashed), in seconds, and
+# the largest of those: (max, { i => gap }).
+sub load_stall
+{
+	my ($load, $t0) = @_;
+	my %gap;
+	for my $cl (@{ $load->{clients} })
+	{
+		my @a = @{ $cl->{answers} };
+		my $g = 0;
+		for my $k (1 .. $#a)
+		{
+			next if $a[$k] <= $t0;
+			my $d = $a[$k] - ($a[ $k - 1 ] > $t0 ? $a[ $k - 1 ] : $t0);
+			$g = $d if $d > $g;
+		}
+		$gap{ $cl->{i} } = $g;
+	}
+	my ($max) = sort { $b <=> $a } values %gap;
+	return ($max // 0, \%gap);
 }
 
 # Waits (up to TIMEOUT s) for every client to exit and parses its output:
@@ -303,7 +397,8 @@ sub pump_load
 #   last_pos => position of the last acknowledged statement (0-based;
 #               statement 2(j-1) is the j-th incr, 2(j-1)+1 the j-th put),
 #   errors => number of ERROR lines, uncertain => [positions that may or
-#   may not have been applied], out, err.
+#   may not have been applied], fed => statements sent (stream mode), out, err.
+# In stream mode the uncertain positions are exactly the failed ones.
 sub finish_load
 {
 	my ($load, $timeout) = @_;
@@ -315,6 +410,7 @@ sub finish_load
 		while ($cl->{run}->pumpable && time < $deadline)
 		{
 			$cl->{run}->pump_nb;
+			feed_load($load);
 			usleep(20_000);
 		}
 		if ($cl->{run}->pumpable)
@@ -324,7 +420,7 @@ sub finish_load
 		}
 		eval { $cl->{run}->finish; };
 		my %r = (i => $cl->{i}, round => $cl->{round}, counter => {}, put => {},
-			last_pos => -1, out => $cl->{out}, err => $cl->{err});
+			last_pos => -1, out => $cl->{out}, err => $cl->{err}, fed => $cl->{fed});
 		my %acked_pos;
 		for my $line (split /\n/, $cl->{out})
 		{
@@ -346,12 +442,294 @@ sub finish_load
 		my @pos = sort { $a <=> $b } keys %acked_pos;
 		$r{last_pos} = @pos ? $pos[-1] : -1;
 		$r{errors} = () = $cl->{err} =~ /^(?:psql:[^\n]*?)?ERROR:/mg;
-		my @gaps = grep { !$acked_pos{$_} } 0 .. $r{last_pos};
-		my $tail = 1 + ($r{errors} > @gaps ? $r{errors} - @gaps : 0);
-		$r{uncertain} = [ @gaps, map { $r{last_pos} + $_ } 1 .. $tail ];
+		if ($cl->{stream})
+		{
+			$r{uncertain} = [ grep { !$acked_pos{$_} } 0 .. $cl->{fed} - 1 ];
+		}
+		else
+		{
+			my @gaps = grep { !$acked_pos{$_} } 0 .. $r{last_pos};
+			my $tail = 1 + ($r{errors} > @gaps ? $r{errors} - @gaps : 0);
+			$r{uncertain} = [ @gaps, map { $r{last_pos} + $_ } 1 .. $tail ];
+		}
 		push @res, \%r;
 	}
 	return @res;
+}
+
+# load_discrepancies(NODE, RESULTS, base => { i => counter before }, sequential => 0)
+# -> list of what NODE's state contradicts in the load clients' results
+# (RESULTS: an array ref of finish_load hashes of one round), empty when
+# everything holds:
+#  - client i's counter c<i> strictly increased from ack to ack, by 1 plus at
+#    most the increments in doubt in between (nothing applied twice), and now
+#    reads the last acknowledged value plus at most the increments in doubt
+#    after it (exactly it when none is in doubt);
+#  - every acknowledged key k<i>-<round>-<j> of map 'm' holds j with the
+#    acknowledged version, and no other key of the round exists but ones in
+#    doubt.
+# State is read in one psql call (sequential => 1: from the local replica).
+sub load_discrepancies
+{
+	my ($node, $res, %o) = @_;
+	my $base = $o{base} // {};
+	my $sql = '';
+	$sql .= "SET atomix.read_consistency = 'sequential';\n" if $o{sequential};
+	$sql .= "SELECT 'm', key, value, version FROM atomix.map_entries('m');\n";
+	$sql .= "SELECT 'c', $_->{i}, atomix.counter_get('c$_->{i}');\n" for @$res;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql, timeout => 60);
+	return ("reading the state of " . $node->name . " failed: $err") if $ret != 0;
+	my (%m, %c);
+	for (split /\n/, $out)
+	{
+		my @f = split /\|/;
+		if ($f[0] eq 'm') { $m{ $f[1] } = [ $f[2], $f[3] ]; }
+		elsif ($f[0] eq 'c') { $c{ $f[1] } = $f[2]; }
+	}
+	my @bad;
+	for my $r (@$res)
+	{
+		my ($i, $round) = ($r->{i}, $r->{round});
+		my %uncertain = map { $_ => 1 } @{ $r->{uncertain} };
+		my @doubt_incr = grep { $_ % 2 == 0 } keys %uncertain;
+
+		# counter: from ack to ack, then to the final value
+		my $prev_j = 0;
+		my $prev = $base->{$i} // 0;
+		for my $j (sort { $a <=> $b } keys %{ $r->{counter} })
+		{
+			my $v = $r->{counter}{$j};
+			my $doubt = grep { $_ / 2 + 1 > $prev_j && $_ / 2 + 1 < $j } @doubt_incr;
+			push @bad, "c$i: increment $j acknowledged $v after $prev"
+			  . " (expected " . ($prev + 1) . ($doubt ? "..+$doubt" : '') . ")"
+			  if $v < $prev + 1 || $v > $prev + 1 + $doubt;
+			($prev_j, $prev) = ($j, $v);
+		}
+		my $doubt = grep { $_ / 2 + 1 > $prev_j } @doubt_incr;
+		my $final = $c{$i} // 'missing';
+		push @bad, "c$i reads $final, acknowledged $prev" . ($doubt ? " (+ up to $doubt in doubt)" : '')
+		  if $final eq 'missing' || $final < $prev || $final > $prev + $doubt;
+
+		# map keys
+		my ($missing, $wrong) = (0, 0);
+		for my $j (sort { $a <=> $b } keys %{ $r->{put} })
+		{
+			my $e = $m{"k$i-$round-$j"};
+			if (!$e) { $missing++; push @bad, "k$i-$round-$j missing" if $missing <= 5; next; }
+			if ($e->[0] ne $j || $e->[1] != $r->{put}{$j})
+			{
+				$wrong++;
+				push @bad, "k$i-$round-$j is ($e->[0], version $e->[1]), acknowledged ($j, version $r->{put}{$j})"
+				  if $wrong <= 5;
+			}
+		}
+		push @bad, "client $i: $missing acknowledged keys missing in all" if $missing > 5;
+		push @bad, "client $i: $wrong acknowledged keys wrong in all" if $wrong > 5;
+		for my $k (sort keys %m)
+		{
+			next unless $k =~ /^k$i-$round-(\d+)$/;
+			push @bad, "$k exists but was never acknowledged nor in doubt"
+			  unless exists $r->{put}{$1} || $uncertain{ 2 * ($1 - 1) + 1 };
+		}
+	}
+	return @bad;
+}
+
+# Test: load_discrepancies finds nothing.
+sub verify_load
+{
+	my ($node, $label, $res, %o) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my @bad = load_discrepancies($node, $res, %o);
+	my ($puts, $incrs, $doubt) = (0, 0, 0);
+	for my $r (@$res)
+	{
+		$puts += keys %{ $r->{put} };
+		$incrs += keys %{ $r->{counter} };
+		$doubt += @{ $r->{uncertain} };
+	}
+	ok(!@bad, "$label: $incrs acknowledged increments and $puts acknowledged puts "
+		  . "are there exactly once ($doubt in doubt)")
+	  or diag join("\n", @bad);
+	return !@bad;
+}
+
+# ---- multi-node clusters ----
+
+my %node_ids;    # node name => atomix.node_id
+
+# atomix_cluster(N, %opts) -> (node 1, ..., node N), node k with
+# atomix.node_id = k.  Every node gets its own free PG port and transport
+# port (get_free_port reserves them), the same atomix.initial_cluster and
+# (unless overridden) the same atomix.cluster_secret; then all are started,
+# CREATE EXTENSION runs on each, and the helper waits until every partition
+# has a leader as seen by atomix.partitions on each node of WAIT.
+#   name               => 'node'   node names <name>1 .. <name>N
+#   conf               => []       extra postgresql.conf lines, every node
+#   node_conf          => {}       id => [lines] for one node (after conf)
+#   secret             => 'atomix-tap-secret'
+#   secrets            => {}       id => secret of that node instead
+#   replication_factor => undef    atomix.replication_factor (undef: default)
+#   start              => 1        0: only init and configure
+#   wait               => [1..N]   node ids to wait for leaders on
+#   timeout            => 90       seconds for that wait (then croak)
+sub atomix_cluster
+{
+	my ($n, %opts) = @_;
+	my $name = $opts{name} // 'node';
+	my $secret = $opts{secret} // 'atomix-tap-secret';
+	my @tport = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. $n;
+	my $initial = join ',', map { "$_=127.0.0.1:$tport[$_ - 1]" } 1 .. $n;
+	my @nodes;
+	for my $id (1 .. $n)
+	{
+		my $node = PostgreSQL::Test::Cluster->new("$name$id");
+		$node->init;
+		my @conf = (
+			"shared_preload_libraries = 'atomix'",
+			'restart_after_crash = on',
+			'max_connections = 30',
+			"atomix.node_id = $id",
+			"atomix.listen_address = '127.0.0.1:$tport[$id - 1]'",
+			"atomix.initial_cluster = '$initial'",
+			"atomix.cluster_secret = '" . ($opts{secrets}{$id} // $secret) . "'",
+		);
+		push @conf, "atomix.replication_factor = $opts{replication_factor}"
+		  if defined $opts{replication_factor};
+		push @conf, @{ $opts{conf} } if $opts{conf};
+		push @conf, @{ $opts{node_conf}{$id} } if $opts{node_conf} && $opts{node_conf}{$id};
+		$node->append_conf('postgresql.conf', join("\n", @conf) . "\n");
+		$node_ids{ $node->name } = $id;
+		push @nodes, $node;
+	}
+	return @nodes unless $opts{start} // 1;
+
+	$_->start for @nodes;
+	$_->safe_psql('postgres', 'CREATE EXTENSION atomix') for @nodes;
+	my @wait = map { $nodes[ $_ - 1 ] } @{ $opts{wait} // [ 1 .. $n ] };
+	my $t0 = time;
+	wait_for_leaders(\@wait, $opts{timeout} // 90);
+	note sprintf('%d-node cluster: every partition has a leader on nodes %s after %.1fs',
+		$n, join(',', map { node_id($_) } @wait), time - $t0);
+	return @nodes;
+}
+
+# The atomix.node_id of a node made by atomix_cluster.
+sub node_id
+{
+	my ($node) = @_;
+	return $node_ids{ $node->name };
+}
+
+# { partition_id => leader node id (undef: none) } as NODE sees it; undef
+# when the query fails (node down).
+sub partition_leaders
+{
+	my ($node) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres',
+		'SELECT partition_id, leader_node FROM atomix.partitions ORDER BY 1',
+		timeout => 30);
+	return undef if $ret != 0;
+	my %l;
+	for (split /\n/, $out)
+	{
+		my ($p, $leader) = split /\|/, $_, -1;
+		$l{$p} = $leader eq '' ? undef : $leader;
+	}
+	return \%l;
+}
+
+# { node id => number of partitions it leads } as NODE sees it.
+sub leader_counts
+{
+	my ($node) = @_;
+	my $l = partition_leaders($node) or return {};
+	my %c;
+	$c{$_}++ for grep { defined } values %$l;
+	return \%c;
+}
+
+# Waits until each node of NODES (array ref) sees a leader for every one of
+# its atomix.partitions partitions; croaks after TIMEOUT s (default 60).
+sub wait_for_leaders
+{
+	my ($nodes, $timeout) = @_;
+	$timeout //= 60;
+	my $deadline = time + $timeout;
+	for my $node (@$nodes)
+	{
+		my $last = '';
+		my $ok = wait_until(
+			$deadline - time,
+			sub {
+				my ($ret, $out, $err) = $node->psql('postgres',
+					"SELECT count(*) = current_setting('atomix.partitions')::int "
+					  . "AND bool_and(leader_node IS NOT NULL) FROM atomix.partitions",
+					timeout => 30);
+				$last = $err if $ret != 0;
+				return $ret == 0 && $out eq 't';
+			});
+		next if $ok;
+		my $l = partition_leaders($node);
+		$last = join(' ', map { "p$_:" . ($l->{$_} // 'none') } sort { $a <=> $b } keys %$l)
+		  if $l;
+		croak "not every partition has a leader on " . $node->name
+		  . " after ${timeout}s: $last";
+	}
+	return 1;
+}
+
+# Waits up to TIMEOUT s until NODE sees each of N_NODES nodes leading at
+# least MIN partitions; returns the final { node id => count }.
+sub wait_for_balanced_leaders
+{
+	my ($node, $n_nodes, $min, $timeout) = @_;
+	my $counts;
+	wait_until(
+		$timeout,
+		sub {
+			$counts = leader_counts($node);
+			return !grep { ($counts->{$_} // 0) < $min } 1 .. $n_nodes;
+		});
+	return $counts;
+}
+
+# safe_psql with atomix.read_consistency = 'sequential' (the local replica).
+sub sequential_psql
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres',
+		"SET atomix.read_consistency = 'sequential';\n$sql");
+}
+
+# Waits up to TIMEOUT s (default 30) for a line matching RE in the node's
+# log after byte offset POS; returns the line, or undef on timeout.
+sub wait_for_log_line
+{
+	my ($node, $re, $pos, $timeout) = @_;
+	my $line;
+	wait_until(
+		$timeout // 30,
+		sub {
+			($line) = grep { /$re/ } split /\n/, log_since($node, $pos);
+			return defined $line;
+		});
+	return $line;
+}
+
+# Waits up to TIMEOUT s until state_dump is the same on every node of NODES
+# (array ref); returns (1, dump) or (0, [dumps]).
+sub wait_for_same_state
+{
+	my ($nodes, $timeout) = @_;
+	my @d;
+	my $same = wait_until(
+		$timeout,
+		sub {
+			@d = map { state_dump($_) } @$nodes;
+			return !grep { $_ ne $d[0] } @d;
+		});
+	return $same ? (1, $d[0]) : (0, \@d);
 }
 
 package AtomixTest::Session;
