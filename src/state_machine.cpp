@@ -99,7 +99,11 @@ CommandResult StateMachine::map_write(const Command &cmd, int64_t version, int64
 {
     CommandResult r;
     r.request_id = cmd.request_id;
-    std::optional<MapRow> current = storage_.map_get(cmd.name, cmd.key);
+    /* a plain put overwrites whatever is there: no need to read it */
+    bool needs_current = cmd.op != Op::MapPut || cmd.has_if_version();
+    std::optional<MapRow> current;
+    if (needs_current)
+        current = storage_.map_get(cmd.name, cmd.key);
 
     switch (cmd.op) {
     case Op::MapInsert:

@@ -53,6 +53,7 @@ our @EXPORT = qw(
   sequential_psql
   wait_for_log_line
   wait_for_same_state
+  counter_partitions
 );
 
 # atomix_node(NAME, %opts) -> started node
@@ -692,6 +693,17 @@ sub wait_for_balanced_leaders
 			return !grep { ($counts->{$_} // 0) < $min } 1 .. $n_nodes;
 		});
 	return $counts;
+}
+
+# { name => partition id } of the named counters that exist in NODE's
+# local tables (write them first).
+sub counter_partitions
+{
+	my ($node, @names) = @_;
+	my $list = join(',', map { "'$_'" } @names);
+	my %p = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
+		"SELECT name, partition_id FROM atomix.counter_data WHERE name IN ($list)");
+	return \%p;
 }
 
 # safe_psql with atomix.read_consistency = 'sequential' (the local replica).
