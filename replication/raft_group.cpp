@@ -187,6 +187,8 @@ void RaftGroup::deliver(uint32_t from, const std::string &from_address, const ch
     }
     msg.server_id = from;
     msg.server_address = from_address.c_str();
+    if (msg.type == RAFT_IO_APPEND_ENTRIES)
+        skip_compacted_entries(msg.append_entries);
     bool is_append = msg.type == RAFT_IO_APPEND_ENTRIES;
     uint64_t term = msg.append_entries.term;
     uint64_t covered = msg.append_entries.prev_log_index + msg.append_entries.n_entries;
@@ -210,6 +212,40 @@ void RaftGroup::deliver(uint32_t from, const std::string &from_address, const ch
     }
     if (term == vouched_term_ && covered > vouched_index_)
         vouched_index_ = covered;
+}
+
+/* c-raft 0.15 mishandles an append whose prev_log_index lies before this
+ * replica's last snapshot: it appends the already-compacted entries at the
+ * end of its log, corrupting it.  Entries up to a snapshot are committed, so
+ * they are the same in every leader's log: we drop them from the message and
+ * start it right after the snapshot. */
+void RaftGroup::skip_compacted_entries(struct raft_append_entries &ae)
+{
+    uint64_t snap = raft_.log.snapshot.last_index;
+    if (snap == 0 || ae.prev_log_index >= snap)
+        return;
+    uint64_t skip = snap - ae.prev_log_index;
+    if (skip >= ae.n_entries) {
+        /* nothing new: a heartbeat vouching for what it carried */
+        if (ae.n_entries > 0) {
+            ae.prev_log_term = ae.entries[ae.n_entries - 1].term;
+            ae.prev_log_index += ae.n_entries;
+            raft_free(ae.entries[0].batch);
+            raft_free(ae.entries);
+            ae.entries = nullptr;
+            ae.n_entries = 0;
+        }
+        /* a bare heartbeat before the snapshot: pretend it points at it */
+        if (ae.prev_log_index < snap) {
+            ae.prev_log_index = snap;
+            ae.prev_log_term = raft_.log.snapshot.last_term;
+        }
+        return;
+    }
+    ae.prev_log_term = ae.entries[skip - 1].term;
+    ae.prev_log_index += skip;
+    memmove(ae.entries, ae.entries + skip, (ae.n_entries - skip) * sizeof(ae.entries[0]));
+    ae.n_entries -= static_cast<unsigned>(skip);
 }
 
 static void transfer_done(struct raft_transfer *req)

@@ -129,6 +129,7 @@ class RaftGroup {
                        const struct raft_message *message, raft_io_send_cb cb);
     static RaftGroup *of(struct raft_io *io);
     void flush_send_completions();
+    void skip_compacted_entries(struct raft_append_entries &ae);
 
     RaftGroupConfig config_;
     uv_loop_t *loop_;

@@ -786,7 +786,8 @@ sub new
 sub pid { return $_[0]->{pid}; }
 sub ended { return $_[0]->{ended}; }
 
-# Sends SQL (a complete statement, ';' added) without waiting.
+# Sends SQL (a complete statement, ';' added) without waiting.  (Not while a
+# poll() is pending: its result would come before this statement ran.)
 sub send
 {
 	my ($self, $sql) = @_;
@@ -804,9 +805,7 @@ sub result
 {
 	my ($self, $timeout) = @_;
 	$timeout //= 30;
-	my $n = ++$self->{count};
-	my $banner = "atomix-session-done-$n";
-	$self->{stdin} .= "\\echo $banner\n\\warn $banner\n";
+	my $banner = $self->_mark;
 	$self->{timer}->start($timeout);
 	while (!($self->{stdout} =~ /^$banner$/m && $self->{stderr} =~ /^$banner$/m))
 	{
@@ -826,6 +825,47 @@ sub result
 			die $@ unless $@ =~ /timer expired|IPC::Run: timeout/;
 		}
 	}
+	return $self->_take;
+}
+
+# Non-blocking result(): when everything sent so far has finished, returns
+# (stdout, stderr) as result() does; otherwise an empty list.  Lets a test
+# keep other work going (pump_load) while a statement waits.
+sub poll
+{
+	my ($self) = @_;
+	my $banner = $self->_mark;
+	if ($self->{run}->pumpable)
+	{
+		$self->{timer}->start(600);    # a timer left running by result() must not fire
+		eval { $self->{run}->pump_nb; };
+	}
+	else
+	{
+		eval { $self->{run}->finish; };
+		$self->{ended} = 1;
+		return $self->_take;
+	}
+	return () unless $self->{stdout} =~ /^$banner$/m && $self->{stderr} =~ /^$banner$/m;
+	return $self->_take;
+}
+
+# The banner that marks the end of what was sent so far (queued once).
+sub _mark
+{
+	my ($self) = @_;
+	return $self->{banner} if $self->{banner};
+	my $n = ++$self->{count};
+	$self->{banner} = "atomix-session-done-$n";
+	$self->{stdin} .= "\\echo $self->{banner}\n\\warn $self->{banner}\n";
+	return $self->{banner};
+}
+
+# Hands back (and forgets) the output up to the banner.
+sub _take
+{
+	my ($self) = @_;
+	my $banner = delete $self->{banner};
 	my $out = $self->{stdout};
 	my $err = $self->{stderr};
 	$out =~ s/^$banner\n//m;

@@ -875,6 +875,49 @@ static void late_starter_is_picked_up(void **)
     cl.finish();
 }
 
+/* The worker replies to forwarded requests from inside on_frame, and may shut
+ * down from there too: both must be safe, and nothing is delivered after
+ * close(). */
+static void hooks_may_call_back_into_the_transport(void **)
+{
+    Cluster cl(2);
+    Node &n2 = cl.node(2);
+    bool closed_in_hook = false;
+    n2.on_frame = [&](uint32_t peer, FrameType type, const char *p, size_t len) {
+        assert_false(closed_in_hook);
+        n2.frames.push_back(Frame{peer, type, std::string(p, len)});
+        if (type == FrameType::Forward)
+            assert_true(n2.t->send(peer, FrameType::ForwardReply, "re:" + std::string(p, len)));
+        if (type == FrameType::Raft && std::string(p, len) == "close now") {
+            n2.t->close();
+            closed_in_hook = true;
+        }
+    };
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    const int count = 500;
+    for (int i = 0; i < count; i++)
+        assert_true(cl.node(1).t->send(2, FrameType::Forward, "req " + std::to_string(i)));
+    assert_true(cl.loop.run_until([&] { return cl.node(1).frames.size() >= count; }, 10));
+    for (int i = 0; i < count; i++) {
+        const Frame &f = cl.node(1).frames[i];
+        assert_int_equal(f.peer, 2);
+        assert_true(f.type == FrameType::ForwardReply);
+        assert_true(f.payload == "re:req " + std::to_string(i));
+    }
+    /* close() from the hook, with more frames right behind in the same read */
+    size_t before = n2.frames.size();
+    std::string tail(64, 't');
+    assert_true(cl.node(1).t->send(2, FrameType::Raft, "close now"));
+    for (int i = 0; i < 100; i++)
+        assert_true(cl.node(1).t->send(2, FrameType::Raft, tail));
+    assert_true(cl.loop.run_until([&] { return n2.t->closed(); }, 5));
+    assert_true(closed_in_hook);
+    assert_int_equal(n2.frames.size(), before + 1);
+    assert_true(cl.loop.run_until([&] { return !cl.connected(1, 2); }, 5));
+    cl.finish();
+}
+
 /* ---- hostile input ---- */
 
 static void garbage_is_rejected(void **)
@@ -1161,6 +1204,7 @@ int main(void)
         cmocka_unit_test(handshake_follows_documented_protocol),
         cmocka_unit_test(lost_peer_reconnects_automatically),
         cmocka_unit_test(late_starter_is_picked_up),
+        cmocka_unit_test(hooks_may_call_back_into_the_transport),
         cmocka_unit_test(garbage_is_rejected),
         cmocka_unit_test(unauthenticated_large_frames_are_refused),
         cmocka_unit_test(lifecycle_edges),
