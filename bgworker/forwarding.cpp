@@ -147,7 +147,7 @@ void Worker::forward_queued(Partition &p, int64_t now_us)
             continue;
         }
         uint64_t id = c.request_id;
-        forwarded_[id] = ForwardedCommand{p.id, std::move(c), now_us};
+        forwarded_[id] = ForwardedCommand{p.id, std::move(c), now_us, leader};
     }
     p.queued.swap(keep);
 }
@@ -210,12 +210,15 @@ void Worker::retry(int32_t partition, QueuedCommand command)
     enqueue(*partitions_[partition], std::move(command));
 }
 
-/* A forward with no outcome (lost connection, crashed leader) is resent. */
+/* A forward with no outcome is resent: at once when the connection to the
+ * node it went to broke (a crashed leader), else after kForwardRetryAfterUs.
+ * It waits in the queue until a leader is known again. */
 void Worker::retry_stalled_forwards(int64_t now_us)
 {
     std::vector<uint64_t> stalled;
     for (auto &kv : forwarded_)
-        if (now_us - kv.second.sent_us >= kForwardRetryAfterUs)
+        if (now_us - kv.second.sent_us >= kForwardRetryAfterUs ||
+            !transport_->connected(kv.second.leader))
             stalled.push_back(kv.first);
     for (uint64_t id : stalled) {
         ForwardedCommand f = std::move(forwarded_[id]);

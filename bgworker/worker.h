@@ -61,6 +61,7 @@ struct ForwardedCommand {
     int32_t partition = 0;
     QueuedCommand command;
     int64_t sent_us = 0;
+    uint32_t leader = 0; /* the node it was sent to */
 };
 
 /* A partition replica hosted by this worker. */

@@ -68,6 +68,7 @@ struct NodeTransport::Peer {
     uv_timer_t redial;
     bool redial_initialized = false;
     bool reported_down = false;
+    bool reported_bad_secret = false;
 };
 
 struct WriteReq {
@@ -170,7 +171,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     size_t pos = 0;
     while (!c->closing && c->rbuf.size() - pos >= 5) {
         uint32_t len = get_u32(c->rbuf.data() + pos);
-        if (len == 0 || len > kMaxFrameBytes) {
+        /* before authentication only the small handshake frames are valid:
+         * nobody unauthenticated gets to make us buffer megabytes */
+        uint32_t limit = c->state == NodeTransport::Connection::Ready ? kMaxFrameBytes : 256;
+        if (len == 0 || len > limit) {
             t->connection_lost(c, "malformed frame");
             return;
         }
@@ -245,9 +249,12 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
     if (!c->outbound && type == FrameType::Proof && !c->c_nonce.empty()) {
         std::string proof(p, n);
         if (!same_mac(proof, client_proof(c->c_nonce, c->s_nonce, c->peer_id))) {
-            hooks_.log(1, "atomix transport: refused node " + std::to_string(c->peer_id) +
-                              " connecting from " + c->peer_address +
-                              ": it does not hold this cluster's atomix.cluster_secret");
+            /* logged once per peer until it authenticates again */
+            if (!refused_logged_[c->peer_id])
+                hooks_.log(1, "atomix transport: refused node " + std::to_string(c->peer_id) +
+                                  " connecting from " + c->peer_address +
+                                  ": it does not hold this cluster's atomix.cluster_secret");
+            refused_logged_[c->peer_id] = true;
             connection_lost(c, "");
             return;
         }
@@ -262,10 +269,14 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
         c->s_nonce.assign(p + 4, kNonceBytes);
         std::string proof(p + 4 + kNonceBytes, kMacBytes);
         if (!same_mac(proof, server_proof(c->c_nonce, c->s_nonce, c->peer_id))) {
-            hooks_.log(1, "atomix transport: node " + std::to_string(c->peer_id) + " at " +
-                              c->peer_address +
-                              " does not hold this cluster's atomix.cluster_secret; not "
-                              "talking to it");
+            Peer &peer = *peers_[c->peer_id];
+            if (!peer.reported_bad_secret)
+                hooks_.log(1, "atomix transport: node " + std::to_string(c->peer_id) + " at " +
+                                  c->peer_address +
+                                  " does not hold this cluster's atomix.cluster_secret; not "
+                                  "talking to it (retrying quietly)");
+            peer.reported_bad_secret = true;
+            peer.reported_down = true;
             connection_lost(c, "");
             return;
         }
@@ -281,12 +292,14 @@ void NodeTransport::connection_ready(Connection *c)
 {
     c->state = Connection::Ready;
     last_contact_[c->peer_id] = now_us();
+    refused_logged_[c->peer_id] = false;
     if (c->outbound) {
         Peer &peer = *peers_[c->peer_id];
         if (peer.reported_down)
             hooks_.log(0, "atomix transport: connected to node " + std::to_string(c->peer_id) +
                               " at " + c->peer_address);
         peer.reported_down = false;
+        peer.reported_bad_secret = false;
     }
 }
 

@@ -118,6 +118,7 @@ class NodeTransport {
     std::map<uint32_t, std::unique_ptr<Peer>> peers_;
     std::vector<Connection *> inbound_;
     std::map<uint32_t, int64_t> last_contact_;
+    std::map<uint32_t, bool> refused_logged_;
 };
 
 } // namespace atomix

@@ -127,6 +127,7 @@ int RaftGroup::io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick
 {
     RaftGroup *self = of(io);
     self->recv_cb_ = recv;
+    self->tick_cb_ = tick;
     return self->uv_start_(io, msecs, tick, recv);
 }
 
@@ -275,9 +276,27 @@ bool RaftGroup::transfer_leadership(uint32_t node)
     return true;
 }
 
+/* c-raft 0.15 tells followers about a new commit index only with the next
+ * append or heartbeat (up to heartbeat_timeout later).  Followers answer
+ * their forwarded requests from their own apply, so that delay would be
+ * every forwarded call's latency: when the commit index moved, make every
+ * follower due for a heartbeat and run c-raft's tick, which sends them. */
+void RaftGroup::announce_commit()
+{
+    if (!is_leader() || config_.members.size() < 2 || !tick_cb_ ||
+        raft_.commit_index <= announced_commit_)
+        return;
+    announced_commit_ = raft_.commit_index;
+    for (unsigned i = 0; i < raft_.configuration.n; i++)
+        if (raft_.configuration.servers[i].id != config_.node_id)
+            raft_.leader_state.progress[i].last_send = 0;
+    tick_cb_(&io_);
+}
+
 void RaftGroup::poll()
 {
     flush_send_completions();
+    announce_commit();
     bool leader = is_leader();
     if (leader && !was_leader_) {
         /* c-raft 0.15 appends no no-op entry on election: without one, entries

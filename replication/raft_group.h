@@ -129,6 +129,7 @@ class RaftGroup {
                        const struct raft_message *message, raft_io_send_cb cb);
     static RaftGroup *of(struct raft_io *io);
     void flush_send_completions();
+    void announce_commit();
     void skip_compacted_entries(struct raft_append_entries &ae);
 
     RaftGroupConfig config_;
@@ -148,6 +149,8 @@ class RaftGroup {
     /* see io_start() / io_send() */
     int (*uv_start_)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
     raft_io_recv_cb recv_cb_ = nullptr;
+    raft_io_tick_cb tick_cb_ = nullptr;
+    uint64_t announced_commit_ = 0;
     struct SendCompletion {
         struct raft_io_send *req;
         raft_io_send_cb cb;

@@ -54,6 +54,7 @@ our @EXPORT = qw(
   wait_for_log_line
   wait_for_same_state
   counter_partitions
+  topology_diag
 );
 
 # atomix_node(NAME, %opts) -> started node
@@ -695,15 +696,35 @@ sub wait_for_balanced_leaders
 	return $counts;
 }
 
-# { name => partition id } of the named counters that exist in NODE's
-# local tables (write them first).
+# { name => partition id } of the named counters that exist (write them
+# first), from NODE's tables after a linearizable read of every partition.
 sub counter_partitions
 {
 	my ($node, @names) = @_;
 	my $list = join(',', map { "'$_'" } @names);
+	$node->safe_psql('postgres', "SELECT atomix.map_size('atomix-tap-sync')");
 	my %p = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
 		"SELECT name, partition_id FROM atomix.counter_data WHERE name IN ($list)");
 	return \%p;
+}
+
+# diag()s each node's view of atomix.partitions and its local applied
+# indexes (for failures).
+sub topology_diag
+{
+	my (@nodes) = @_;
+	for my $node (@nodes)
+	{
+		my ($ret, $out, $err) = $node->psql('postgres',
+			"SELECT p.partition_id, p.leader_node, p.term, p.commit_index, p.applied_index, "
+			  . "s.applied_index AS table_applied FROM atomix.partitions p "
+			  . "LEFT JOIN atomix.partition_state s USING (partition_id) ORDER BY 1",
+			timeout => 30);
+		diag "node " . (node_id($node) // $node->name)
+		  . " partitions (id|leader|term|commit|applied|table_applied):\n"
+		  . ($ret == 0 ? $out : $err);
+	}
+	return;
 }
 
 # safe_psql with atomix.read_consistency = 'sequential' (the local replica).
@@ -807,7 +828,7 @@ sub result
 	$timeout //= 30;
 	my $banner = $self->_mark;
 	$self->{timer}->start($timeout);
-	while (!($self->{stdout} =~ /^$banner$/m && $self->{stderr} =~ /^$banner$/m))
+	while (!$self->_done($banner))
 	{
 		croak "psql session on " . $self->{node}->name . " timed out after ${timeout}s "
 		  . "(stdout: $self->{stdout}; stderr: $self->{stderr})"
@@ -846,8 +867,17 @@ sub poll
 		$self->{ended} = 1;
 		return $self->_take;
 	}
-	return () unless $self->{stdout} =~ /^$banner$/m && $self->{stderr} =~ /^$banner$/m;
+	return () unless $self->_done($banner);
 	return $self->_take;
+}
+
+# Both banner lines arrived, newline included: psql's \warn writes the text
+# and its newline separately, and a newline left behind would show up as
+# stderr of the next result.
+sub _done
+{
+	my ($self, $banner) = @_;
+	return $self->{stdout} =~ /^$banner\n/m && $self->{stderr} =~ /^$banner\n/m;
 }
 
 # The banner that marks the end of what was sent so far (queued once).
