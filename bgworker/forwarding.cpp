@@ -23,6 +23,7 @@ extern "C" {
 
 #include "clock.h"
 #include "guc.h"
+#include "le_bytes.h"
 #include "worker.h"
 
 namespace atomix {
@@ -57,28 +58,6 @@ static std::string strong_random(size_t n)
     return s;
 }
 
-static void put_u32(std::string &s, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-static uint32_t get_u32(const char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-    return v;
-}
-
 void Worker::start_transport()
 {
     if (cluster_->nodes().size() < 2)
@@ -103,7 +82,7 @@ void Worker::on_frame(uint32_t peer, FrameType type, const char *data, size_t le
         case FrameType::Raft: {
             if (len < 4)
                 return;
-            uint32_t group = get_u32(data);
+            uint32_t group = get_le32(data);
             const NodeAddress *from = cluster_->node(peer);
             if (group < partitions_.size() && from)
                 partitions_[group]->group->deliver(peer, from->address(), data + 4, len - 4);
@@ -140,7 +119,7 @@ void Worker::forward_queued(Partition &p, int64_t now_us)
             continue;
         }
         std::string head;
-        put_u32(head, (uint32_t)p.id);
+        put_le32(head, (uint32_t)p.id);
         if (!transport_->send(leader, FrameType::Forward, head.data(), head.size(),
                               c.encoded.data(), c.encoded.size())) {
             keep.push_back(std::move(c));
@@ -156,12 +135,12 @@ void Worker::handle_forward(uint32_t peer, const char *data, size_t len)
 {
     if (len < 4 + kCommandRequestIdOffset + 8)
         return;
-    uint32_t partition = get_u32(data);
+    uint32_t partition = get_le32(data);
     if (partition >= partitions_.size())
         return;
     QueuedCommand c;
     c.encoded.assign(data + 4, len - 4);
-    c.request_id = get_u64(c.encoded.data() + kCommandRequestIdOffset);
+    c.request_id = get_le64(c.encoded.data() + kCommandRequestIdOffset);
     c.origin = peer;
     c.deadline_us = unix_now_us() + (int64_t)atomix_unavailable_timeout_ms * 1000;
     Partition &p = *partitions_[partition];
@@ -177,9 +156,8 @@ void Worker::reply_to_origin(const QueuedCommand &command, int partition, uint8_
     if (!transport_ || command.origin == cluster_->self().id)
         return;
     std::string reply;
-    for (int i = 0; i < 8; i++)
-        reply.push_back(static_cast<char>((command.request_id >> (8 * i)) & 0xff));
-    put_u32(reply, (uint32_t)partition);
+    put_le64(reply, command.request_id);
+    put_le32(reply, (uint32_t)partition);
     reply.push_back(static_cast<char>(outcome));
     /* if this cannot be sent, the origin resends after kForwardRetryAfterUs */
     (void)transport_->send(command.origin, FrameType::ForwardReply, reply);
@@ -189,7 +167,7 @@ void Worker::handle_forward_reply(uint32_t, const char *data, size_t len)
 {
     if (len != 8 + 4 + 1)
         return;
-    uint64_t id = get_u64(data);
+    uint64_t id = get_le64(data);
     uint8_t outcome = static_cast<uint8_t>(data[12]);
     auto it = forwarded_.find(id);
     if (it == forwarded_.end())

@@ -29,6 +29,7 @@ extern "C" {
 #include "clock.h"
 #include "codec.h"
 #include "guc.h"
+#include "le_bytes.h"
 #include "pg_bridge.h"
 #include "shmem.h"
 #include "worker.h"
@@ -52,8 +53,9 @@ static constexpr size_t kSegmentSize = 1024 * 1024;
 
 static void patch_request_id(std::string &encoded, uint64_t id)
 {
-    for (int i = 0; i < 8; i++)
-        encoded[kCommandRequestIdOffset + i] = static_cast<char>((id >> (8 * i)) & 0xff);
+    std::string le;
+    put_le64(le, id);
+    encoded.replace(kCommandRequestIdOffset, 8, le);
 }
 
 /* ---- c-raft FSM adapters: the callback boundary. Nothing may escape. ---- */
@@ -331,10 +333,10 @@ void Worker::start_partitions()
                 config.members.push_back(RaftMember{
                     n.id, n.address(), cluster_->is_voter((uint32_t)i, n.id) ? RAFT_VOTER : RAFT_STANDBY});
             config.send = [this](uint32_t peer, uint32_t group, const std::string &encoded) {
-                char head[4];
-                for (int b = 0; b < 4; b++)
-                    head[b] = static_cast<char>((group >> (8 * b)) & 0xff);
-                return transport_->send(peer, FrameType::Raft, head, 4, encoded.data(), encoded.size());
+                std::string head;
+                put_le32(head, group);
+                return transport_->send(peer, FrameType::Raft, head.data(), head.size(),
+                                        encoded.data(), encoded.size());
             };
         }
         make_dir(config.dir);

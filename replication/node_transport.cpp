@@ -8,6 +8,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "le_bytes.h"
+
 namespace atomix {
 
 static constexpr char kMagic[8] = {'A', 'T', 'M', 'X', 'N', 'O', 'D', 'E'};
@@ -19,20 +21,6 @@ static int64_t now_us()
     return std::chrono::duration_cast<std::chrono::microseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
-}
-
-static void put_u32(std::string &s, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-static uint32_t get_u32(const char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-    return v;
 }
 
 /* Constant-time comparison of two MACs. */
@@ -102,7 +90,7 @@ static bool write_frame(uv_tcp_t *tcp, FrameType type, const char *head, size_t 
     WriteReq *w = new WriteReq();
     w->req.data = w;
     w->data.reserve(5 + head_len + body_len);
-    put_u32(w->data, static_cast<uint32_t>(1 + head_len + body_len));
+    put_le32(w->data, static_cast<uint32_t>(1 + head_len + body_len));
     w->data.push_back(static_cast<char>(type));
     w->data.append(head, head_len);
     if (body_len)
@@ -170,7 +158,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     c->rbuf.append(buf->base, static_cast<size_t>(nread));
     size_t pos = 0;
     while (!c->closing && c->rbuf.size() - pos >= 5) {
-        uint32_t len = get_u32(c->rbuf.data() + pos);
+        uint32_t len = get_le32(c->rbuf.data() + pos);
         /* before authentication only the small handshake frames are valid:
          * nobody unauthenticated gets to make us buffer megabytes */
         uint32_t limit = c->state == NodeTransport::Connection::Ready ? kMaxFrameBytes : 256;
@@ -194,7 +182,7 @@ std::string NodeTransport::server_proof(const std::string &c_nonce, const std::s
                                         uint32_t server_id) const
 {
     std::string m = "S" + c_nonce + s_nonce;
-    put_u32(m, server_id);
+    put_le32(m, server_id);
     return hooks_.hmac(secret_, m);
 }
 
@@ -202,7 +190,7 @@ std::string NodeTransport::client_proof(const std::string &c_nonce, const std::s
                                         uint32_t client_id) const
 {
     std::string m = "C" + s_nonce + c_nonce;
-    put_u32(m, client_id);
+    put_le32(m, client_id);
     return hooks_.hmac(secret_, m);
 }
 
@@ -228,7 +216,7 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
             connection_lost(c, "not an atomix node (bad HELLO)");
             return;
         }
-        c->peer_id = get_u32(p + 9);
+        c->peer_id = get_le32(p + 9);
         if (c->peer_id == self || !config_.node(c->peer_id)) {
             hooks_.log(1, "atomix transport: refused a connection from " + c->peer_address +
                               " claiming node id " + std::to_string(c->peer_id) +
@@ -239,7 +227,7 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
         c->c_nonce.assign(p + 13, kNonceBytes);
         c->s_nonce = hooks_.random_bytes(kNonceBytes);
         std::string reply;
-        put_u32(reply, self);
+        put_le32(reply, self);
         reply += c->s_nonce;
         reply += server_proof(c->c_nonce, c->s_nonce, self);
         write_frame(&c->tcp, FrameType::Challenge, reply.data(), reply.size(), nullptr, 0);
@@ -262,7 +250,7 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
         return;
     }
     if (c->outbound && type == FrameType::Challenge && c->state == Connection::Handshake) {
-        if (n != 4 + kNonceBytes + kMacBytes || get_u32(p) != c->peer_id) {
+        if (n != 4 + kNonceBytes + kMacBytes || get_le32(p) != c->peer_id) {
             connection_lost(c, "bad CHALLENGE");
             return;
         }
@@ -350,7 +338,7 @@ static void on_connect(uv_connect_t *req, int status)
     uv_read_start(reinterpret_cast<uv_stream_t *>(&c->tcp), alloc_read, on_read);
     std::string hello(kMagic, sizeof(kMagic));
     hello.push_back(static_cast<char>(kVersion));
-    put_u32(hello, t->config().self().id);
+    put_le32(hello, t->config().self().id);
     c->c_nonce = t->random_bytes(kNonceBytes);
     hello += c->c_nonce;
     write_frame(&c->tcp, FrameType::Hello, hello.data(), hello.size(), nullptr, 0);

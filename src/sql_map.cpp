@@ -37,21 +37,28 @@ static Datum reply_bigint(FunctionCallInfo fcinfo, const Reply &r)
     PG_RETURN_INT64(r.value);
 }
 
-/* map_put(map, key, value text|bytea, ttl interval, if_version bigint) */
-ATOMIX_SQL_FUNCTION(atomix_map_put)
+/* (map, key, value, ttl[, if_version]) → the command writing that entry */
+static Command map_write(FunctionCallInfo fcinfo, Op op)
 {
-    check_session_usable();
     Command cmd;
-    cmd.op = Op::MapPut;
+    cmd.op = op;
     cmd.name = name_arg(fcinfo, 0, "map name");
     cmd.key = key_arg(fcinfo, 1);
     cmd.value = value_arg(fcinfo, 2);
     if (ttl_arg(fcinfo, 3, &cmd.ttl_us))
         cmd.flags |= kFlagHasTtl;
-    if (!PG_ARGISNULL(4)) {
+    if (PG_NARGS() > 4 && !PG_ARGISNULL(4)) {
         cmd.flags |= kFlagHasIfVersion;
         cmd.if_version = PG_GETARG_INT64(4);
     }
+    return cmd;
+}
+
+/* map_put(map, key, value text|bytea, ttl interval, if_version bigint) */
+ATOMIX_SQL_FUNCTION(atomix_map_put)
+{
+    check_session_usable();
+    Command cmd = map_write(fcinfo, Op::MapPut);
     return reply_bigint(fcinfo, submit(partition_of(cmd.name, cmd.key), cmd));
 }
 
@@ -59,13 +66,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_put)
 ATOMIX_SQL_FUNCTION(atomix_map_insert)
 {
     check_session_usable();
-    Command cmd;
-    cmd.op = Op::MapInsert;
-    cmd.name = name_arg(fcinfo, 0, "map name");
-    cmd.key = key_arg(fcinfo, 1);
-    cmd.value = value_arg(fcinfo, 2);
-    if (ttl_arg(fcinfo, 3, &cmd.ttl_us))
-        cmd.flags |= kFlagHasTtl;
+    Command cmd = map_write(fcinfo, Op::MapInsert);
     return reply_bigint(fcinfo, submit(partition_of(cmd.name, cmd.key), cmd));
 }
 
