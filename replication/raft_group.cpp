@@ -190,6 +190,22 @@ void RaftGroup::deliver(uint32_t from, const std::string &from_address, const ch
     msg.server_address = from_address.c_str();
     if (msg.type == RAFT_IO_APPEND_ENTRIES)
         skip_compacted_entries(msg.append_entries);
+    if (msg.type == RAFT_IO_INSTALL_SNAPSHOT) {
+        /* a snapshot holds only committed entries: once installed, our log
+         * matches every leader's up to its last index, and c-raft's answer
+         * (an AppendEntries result) must be allowed to say so, or the leader
+         * never leaves its "sending a snapshot" state for us */
+        uint64_t term = msg.install_snapshot.term;
+        uint64_t last = msg.install_snapshot.last_index;
+        recv_cb_(&io_, &msg);
+        if (term > vouched_term_) {
+            vouched_term_ = term;
+            vouched_index_ = 0;
+        }
+        if (term == vouched_term_ && last > vouched_index_)
+            vouched_index_ = last;
+        return;
+    }
     bool is_append = msg.type == RAFT_IO_APPEND_ENTRIES;
     uint64_t term = msg.append_entries.term;
     uint64_t covered = msg.append_entries.prev_log_index + msg.append_entries.n_entries;

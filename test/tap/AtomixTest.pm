@@ -55,6 +55,8 @@ our @EXPORT = qw(
   wait_for_same_state
   counter_partitions
   topology_diag
+  partition_info
+  wait_for_stable_leaders
 );
 
 # atomix_node(NAME, %opts) -> started node
@@ -641,6 +643,50 @@ sub partition_leaders
 	return \%l;
 }
 
+# { partition_id => { leader => id or undef, term, commit_index,
+# applied_index } } as NODE sees it; undef when the query fails.
+sub partition_info
+{
+	my ($node) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres',
+		'SELECT partition_id, leader_node, term, commit_index, applied_index '
+		  . 'FROM atomix.partitions ORDER BY 1',
+		timeout => 30);
+	return undef if $ret != 0;
+	my %i;
+	for (split /\n/, $out)
+	{
+		my ($p, $leader, $term, $commit, $applied) = split /\|/, $_, -1;
+		$i{$p} = { leader => $leader eq '' ? undef : $leader, term => $term,
+			commit_index => $commit, applied_index => $applied };
+	}
+	return \%i;
+}
+
+# Waits (up to TIMEOUT s) until NODE has seen the same leader for every
+# partition, none missing, for STABLE seconds in a row (leaders move for a
+# few seconds after a start while they are balanced).  Returns the leaders
+# ({ partition => node id }) and whether they were stable.
+sub wait_for_stable_leaders
+{
+	my ($node, $stable, $timeout) = @_;
+	my ($since, $prev) = (time, '');
+	my $l;
+	my $ok = wait_until(
+		$timeout,
+		sub {
+			$l = partition_leaders($node) // {};
+			my $now = join(',', map { $_ . '=' . ($l->{$_} // '') } sort { $a <=> $b } keys %$l);
+			if ($now ne $prev || $now =~ /=(,|$)/ || $now eq '')
+			{
+				($since, $prev) = (time, $now);
+				return 0;
+			}
+			return time - $since >= $stable;
+		});
+	return ($l, $ok);
+}
+
 # { node id => number of partitions it leads } as NODE sees it.
 sub leader_counts
 {
@@ -653,10 +699,14 @@ sub leader_counts
 
 # Waits until each node of NODES (array ref) sees a leader for every one of
 # its atomix.partitions partitions; croaks after TIMEOUT s (default 60).
+# exclude => [ids]: leaders on these nodes (e.g. just crashed) do not count.
 sub wait_for_leaders
 {
-	my ($nodes, $timeout) = @_;
+	my ($nodes, $timeout, %o) = @_;
 	$timeout //= 60;
+	my $not_in = @{ $o{exclude} // [] }
+	  ? ' AND bool_and(leader_node NOT IN (' . join(',', @{ $o{exclude} }) . '))'
+	  : '';
 	my $deadline = time + $timeout;
 	for my $node (@$nodes)
 	{
@@ -666,7 +716,7 @@ sub wait_for_leaders
 			sub {
 				my ($ret, $out, $err) = $node->psql('postgres',
 					"SELECT count(*) = current_setting('atomix.partitions')::int "
-					  . "AND bool_and(leader_node IS NOT NULL) FROM atomix.partitions",
+					  . "AND bool_and(leader_node IS NOT NULL)$not_in FROM atomix.partitions",
 					timeout => 30);
 				$last = $err if $ret != 0;
 				return $ret == 0 && $out eq 't';

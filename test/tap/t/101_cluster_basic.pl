@@ -133,6 +133,20 @@ my $took = time - $t0;
 note sprintf('leaders per node after %.1fs: %s', $took,
 	join(' ', map { "node $_: " . ($counts->{$_} // 0) } 1 .. $N));
 ok(!grep({ ($counts->{$_} // 0) < 3 } 1 .. $N), "every node leads at least 3 of $P partitions");
+# ... and settles on the documented placement: partition p is preferably
+# led by the node at position p mod N in node-id order
+my $placed;
+my $misplaced = '';
+ok( wait_until(
+		15,
+		sub {
+			my $l = partition_leaders($n[0]) // {};
+			$misplaced = join(' ', map { "p$_:" . ($l->{$_} // 'none') }
+				  grep { ($l->{$_} // 0) != $_ % $N + 1 } 0 .. $P - 1);
+			return $misplaced eq '';
+		}),
+	'every partition p is led by its preferred node (p mod N) + 1')
+  or diag "led elsewhere: $misplaced";
 # ... and the nodes agree who leads what
 my $agree = wait_until(
 	10,

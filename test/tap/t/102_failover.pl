@@ -23,7 +23,11 @@ use Time::HiRes qw(time usleep);
 
 my $N = 3;
 my @n = atomix_cluster($N, name => 'fail', conf => ['log_statement = none']);
-my $counts = wait_for_balanced_leaders($n[0], $N, 3, 15);
+
+# leaders move for a few seconds after the start (balancing): let them settle
+my ($settled, $stable) = wait_for_stable_leaders($n[0], 3, 20);
+ok($stable, 'partition leadership settles');
+my $counts = leader_counts($n[0]);
 
 # the node leading the most partitions
 my ($victim_id) = sort { ($counts->{$b} // 0) <=> ($counts->{$a} // 0) || $a <=> $b } 1 .. $N;
@@ -32,63 +36,85 @@ my @surv = grep { node_id($_) != $victim_id } @n;
 note "leaders per node: " . join(' ', map { "node $_: " . ($counts->{$_} // 0) } 1 .. $N)
   . "; crashing node $victim_id";
 
-# A probe counter whose partition the victim leads (so that a write to it
-# must wait for a new leader), written through a survivor.
-my $probe_s = AtomixTest::Session->new($surv[0]);
-$probe_s->query_safe(join(";\n", map { "SELECT atomix.counter_set('probe$_', 0)" } 1 .. 12));
-my $part = counter_partitions($surv[0], map { "probe$_" } 1 .. 12);
-my $lead = partition_leaders($surv[0]);
-my ($probe) = grep { ($lead->{ $part->{$_} } // 0) == $victim_id } sort keys %$part;
-ok(defined $probe, "a probe counter in a partition led by node $victim_id")
-  or BAIL_OUT('no probe counter found');
-note "probe counter $probe is in partition $part->{$probe}";
+# Probe counters: one in each partition possible, written through a survivor.
+my @names = map { "probe$_" } 1 .. 40;
+$surv[0]->safe_psql('postgres', join(";\n", map { "SELECT atomix.counter_set('$_', 0)" } @names));
+my $part = counter_partitions($surv[0], @names);
+my %probe_of;
+$probe_of{ $part->{$_} } //= $_ for sort keys %$part;
 
 # ---- write load from the survivors: clients 1-2 on one, 3-4 on the other ----
 my @loads = (
 	start_load($surv[0], clients => 2, first => 1, stream => 1, round => 'f'),
 	start_load($surv[1], clients => 2, first => 3, stream => 1, round => 'f'));
 sub pump_all { my ($s) = @_; pump_load($_, $s / @loads) for @loads; return; }
+sub pump_once
+{
+	$_->{run}->pump_nb for grep { $_->{run}->pumpable } map { @{ $_->{clients} } } @loads;
+	AtomixTest::feed_load($_) for @loads;
+	return;
+}
 sub answers { return map { scalar @{ $_->{answers} } } map { @{ $_->{clients} } } @loads; }
 pump_all(3);
 my @before = answers();
 ok(!grep({ $_ < 3 } @before), 'every load client has writes acknowledged before the crash')
   or diag "answers: @before";
 
-# ---- crash the victim; time the first write to one of its partitions ----
+# ---- crash the victim; time writes to the partitions it led ----
+# One probe session per partition the victim leads right before the crash
+# (alternating between the survivors); each increments its probe counter
+# right after the crash, again after any error, until one succeeds.
+my $info = partition_info($surv[0]);
+my @vparts = grep { ($info->{$_}{leader} // 0) == $victim_id && $probe_of{$_} }
+  sort { $a <=> $b } keys %$info;
+ok(scalar @vparts, "node $victim_id leads partitions with a probe counter: @vparts");
+my @probes = map {
+	{ part => $vparts[$_], name => $probe_of{ $vparts[$_] }, term => $info->{ $vparts[$_] }{term},
+		s => AtomixTest::Session->new($surv[ $_ % 2 ]), acks => 0, doubt => 0, err => '' }
+} 0 .. $#vparts;
+pump_once();
 my $t0 = time;
 $victim->stop('immediate');
 my $stopped = time - $t0;
-my ($failover, $probe_acks, $probe_doubt, $probe_err) = (undef, 0, 0, '');
-while (time - $t0 < 20)
+$_->{s}->send("SELECT atomix.counter_incr('$_->{name}')") for @probes;
+while (time - $t0 < 20 && grep { !defined $_->{ok_at} } @probes)
 {
-	$probe_s->send("SELECT atomix.counter_incr('$probe')");
-	my ($out, $err);
-	while (1)
+	for my $pr (grep { !defined $_->{ok_at} } @probes)
 	{
-		($out, $err) = $probe_s->poll;
-		last if defined $out;
-		$_->{run}->pump_nb for grep { $_->{run}->pumpable } map { @{ $_->{clients} } } @loads;
-		feed_all();
-		usleep(5_000);
+		my ($out, $err) = $pr->{s}->poll;
+		next unless defined $out;
+		if ($err eq '' && $out =~ /^\d+$/)
+		{
+			$pr->{ok_at} = time - $t0;
+			$pr->{acks}++;
+		}
+		else
+		{
+			$pr->{doubt}++;
+			$pr->{err} = $err;
+			$pr->{s}->send("SELECT atomix.counter_incr('$pr->{name}')");
+		}
 	}
-	if ($err eq '' && $out =~ /^\d+$/)
-	{
-		$failover = time - $t0;
-		$probe_acks++;
-		last;
-	}
-	$probe_doubt++;
-	$probe_err = $err;
-	usleep(20_000);
+	pump_once();
+	usleep(5_000);
 }
-sub feed_all { AtomixTest::feed_load($_) for @loads; return; }
-ok(defined $failover, 'a write to a partition the crashed node led succeeds on a survivor')
-  or diag "last error: $probe_err";
-$failover //= 99;
-note sprintf('failover: first successful write %.2fs after the crash began '
-	  . '(pg_ctl stop -m immediate itself took %.2fs; %d failed attempts before)',
-	$failover, $stopped, $probe_doubt);
-cmp_ok($failover, '<', 5, 'failover takes less than 5 s');
+my @ok = sort { $a <=> $b } map { $_->{ok_at} } grep { defined $_->{ok_at} } @probes;
+is(scalar @ok, scalar @probes, 'a write to every partition the crashed node led succeeds on a survivor')
+  or diag join("\n", map { "partition $_->{part}: $_->{err}" } grep { !defined $_->{ok_at} } @probes);
+my ($first, $last) = (@ok ? $ok[0] : 99, @ok ? $ok[-1] : 99);
+note sprintf('failover: first successful write to a partition node %d led %.2fs after the crash '
+	  . 'began, the last of its %d partitions %.2fs (pg_ctl stop -m immediate itself took %.2fs; '
+	  . '%d failed attempts)',
+	$victim_id, $first, scalar @probes, $last, $stopped, eval { my $d = 0; $d += $_->{doubt} for @probes; $d });
+note sprintf('  partition %d: %s', $_->{part}, defined $_->{ok_at} ? sprintf('%.2fs', $_->{ok_at}) : 'never')
+  for @probes;
+cmp_ok($first, '<', 5, 'the first write to a partition of the crashed node succeeds within 5 s');
+cmp_ok($last, '<', 10, 'every partition of the crashed node takes writes again within 10 s');
+# the writes waited for an election: each probed partition has a new term
+$info = partition_info($surv[0]);
+my @no_election = grep { $info->{ $_->{part} }{term} <= $_->{term} } @probes;
+is(scalar @no_election, 0, 'each probed partition elected a new leader (its term grew)')
+  or diag 'partitions without a new term: ' . join(' ', map { $_->{part} } @no_election);
 ok(wait_until(10, sub { my $l = partition_leaders($surv[0]); !grep { !defined $_ || $_ == $victim_id } values %$l }),
 	'the survivors lead every partition');
 
@@ -115,7 +141,18 @@ my $back = wait_until(
 ok($back, "node $victim_id leads at least 3 partitions again after its restart");
 note sprintf('node %d led %d partitions %.1fs after its restart', $victim_id,
 	leader_counts($surv[0])->{$victim_id} // 0, time - $t0);
-pump_all(2);
+my $misplaced = '';
+ok( wait_until(
+		15,
+		sub {
+			pump_all(0.2);
+			my $l = partition_leaders($surv[0]) // {};
+			$misplaced = join(' ', map { "p$_:" . ($l->{$_} // 'none') }
+				  grep { ($l->{$_} // 0) != $_ % $N + 1 } sort { $a <=> $b } keys %$l);
+			return $misplaced eq '';
+		}),
+	'leadership returns to the preferred placement') or diag "led elsewhere: $misplaced";
+pump_all(1);
 
 stop_load($_) for @loads;
 my @res = map { finish_load($_, 60) } @loads;
@@ -139,9 +176,12 @@ ok($caught_up, "restarted node $victim_id: sequential reads show every acknowled
 verify_load($victim, "restarted node $victim_id (sequential)", \@res, sequential => 1);
 verify_load($victim, "restarted node $victim_id (linearizable)", \@res);
 
-my $probe_value = $surv[1]->safe_psql('postgres', "SELECT atomix.counter_get('$probe')");
-ok($probe_value >= $probe_acks && $probe_value <= $probe_acks + $probe_doubt,
-	"probe counter is $probe_acks acknowledged (+ up to $probe_doubt in doubt): $probe_value");
+for my $pr (@probes)
+{
+	my $v = $surv[1]->safe_psql('postgres', "SELECT atomix.counter_get('$pr->{name}')");
+	ok($v >= $pr->{acks} && $v <= $pr->{acks} + $pr->{doubt},
+		"probe counter $pr->{name} is $pr->{acks} acknowledged (+ up to $pr->{doubt} in doubt): $v");
+}
 
 my ($same, $dumps) = wait_for_same_state(\@n, 30);
 ok($same, 'all three nodes hold identical partition tables');
@@ -158,6 +198,6 @@ if (!$same)
 
 no_crash_since($_, 0, 'survivor node ' . node_id($_)) for @surv;
 no_crash_since($victim, $pos, "restarted node $victim_id");
-$probe_s->quit;
+$_->{s}->quit for @probes;
 stop_cleanly($_) for @n;
 done_testing();

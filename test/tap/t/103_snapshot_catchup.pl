@@ -134,8 +134,17 @@ $n3->start;
 my $line = wait_for_log_line($n3, qr/atomix: partition \d+ restored from a snapshot/, $pos, 60);
 ok(defined $line, 'node 3 restores a partition from a snapshot') and note "node 3: $line";
 my ($same, $dump) = wait_for_same_state(\@n, 20);
-ok($same, 'node 3 catches up: partition tables identical on all nodes (values and versions)')
-  or topology_diag(@n);
+if (!ok($same, 'node 3 catches up: partition tables identical on all nodes (values and versions)'))
+{
+	topology_diag(@n);
+	diag "node 3 as the leaders see it (partition|leader|role|applied_index|lag):\n"
+	  . join("\n", map {
+			$_->safe_psql('postgres',
+				"SELECT r.partition_id, p.leader_node, r.role, r.applied_index, r.lag "
+				  . "FROM atomix.replicas r JOIN atomix.partitions p USING (partition_id) "
+				  . "WHERE r.node_id = 3 AND p.leader_node = " . node_id($_) . " ORDER BY 1")
+		} $n1, $n2);
+}
 note sprintf('node 3 caught up %.1fs after its start', time - $t0);
 my @restored = log_since($n3, $pos) =~ /atomix: partition (\d+) restored from a snapshot/g;
 my %restored = map { $_ => 1 } @restored;
