@@ -314,6 +314,7 @@ void Worker::start_partitions()
     make_dir(base);
     for (int32_t i = 0; i < atomix_partitions; i++) {
         auto p = std::make_unique<Partition>(this, i);
+        p->sm.set_request_log(cluster_->nodes().size() > 1);
         p->fsm.version = 1;
         p->fsm.data = p.get();
         p->fsm.apply = fsm_apply;

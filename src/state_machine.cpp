@@ -83,7 +83,7 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
         }
         CommandResult r = execute(cmd, index, i, now);
         results.push_back(r);
-        if (cmd.request_id != 0 && cmd.op != Op::Barrier)
+        if (request_log_ && cmd.request_id != 0 && cmd.op != Op::Barrier)
             records.push_back(RequestRecord{cmd.request_id, static_cast<uint8_t>(r.code), r.value, now});
     }
     if (!records.empty())

@@ -131,6 +131,12 @@ class StateMachine {
      * after its last snapshot keeps its newer tables). */
     bool restore(const void *data, size_t len);
 
+    /* Whether applied client commands are recorded for retry detection.
+     * Must be the same on every replica of a partition: a one-node cluster
+     * never retries (there is no other leader to retry against), so it
+     * skips the cost. */
+    void set_request_log(bool enabled) { request_log_ = enabled; }
+
     /* Forget cached knowledge (after the storage changed underneath). */
     void invalidate_cache() { next_expiry_known_ = false; }
 
@@ -152,6 +158,7 @@ class StateMachine {
 
     PartitionStorage &storage_;
     bool next_expiry_known_ = false;
+    bool request_log_ = true;
     std::optional<int64_t> next_expiry_;
 };
 
