@@ -299,14 +299,30 @@ bool RaftGroup::transfer_leadership(uint32_t node)
  * follower due for a heartbeat and run c-raft's tick, which sends them. */
 void RaftGroup::announce_commit()
 {
-    if (!is_leader() || config_.members.size() < 2 || !tick_cb_ ||
-        raft_.commit_index <= announced_commit_)
+    if (!is_leader() || config_.members.size() < 2 || !tick_cb_)
         return;
+    bool commit_moved = raft_.commit_index > announced_commit_;
     announced_commit_ = raft_.commit_index;
-    for (unsigned i = 0; i < raft_.configuration.n; i++)
-        if (raft_.configuration.servers[i].id != config_.node_id)
-            raft_.leader_state.progress[i].last_send = 0;
-    tick_cb_(&io_);
+    bool any = false;
+    for (unsigned i = 0; i < raft_.configuration.n; i++) {
+        raft_id id = raft_.configuration.servers[i].id;
+        if (id == config_.node_id)
+            continue;
+        struct raft_progress &p = raft_.leader_state.progress[i];
+        /* A follower takes min(leader_commit, its last stored index): one
+         * whose disk write finished after it heard of the commit still does
+         * not know its newest entry is committed.  Its acknowledgement (its
+         * match index moving up to or below our commit) says exactly that. */
+        uint64_t &told = announced_match_[id];
+        bool caught_up_to_commit = p.match_index > told && p.match_index <= raft_.commit_index;
+        told = p.match_index;
+        if (commit_moved || caught_up_to_commit) {
+            p.last_send = 0;
+            any = true;
+        }
+    }
+    if (any)
+        tick_cb_(&io_);
 }
 
 void RaftGroup::poll()

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -151,6 +152,7 @@ class RaftGroup {
     raft_io_recv_cb recv_cb_ = nullptr;
     raft_io_tick_cb tick_cb_ = nullptr;
     uint64_t announced_commit_ = 0;
+    std::map<raft_id, uint64_t> announced_match_;
     struct SendCompletion {
         struct raft_io_send *req;
         raft_io_send_cb cb;
