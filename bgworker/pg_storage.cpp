@@ -11,13 +11,12 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include "clock.h"
 #include "pg_bridge.h"
 #include "pg_storage.h"
 
 namespace atomix {
 
-/* Unix epoch (the state machine's time base) minus Postgres' 2000-01-01. */
-static constexpr int64_t kUnixToPgEpochUs = 946684800000000LL;
 
 static TimestampTz to_timestamptz(int64_t unix_us) { return unix_us - kUnixToPgEpochUs; }
 static int64_t to_unix_us(TimestampTz ts) { return ts + kUnixToPgEpochUs; }

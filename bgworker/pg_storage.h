@@ -28,8 +28,6 @@ class PgStorage : public PartitionStorage {
     /* Writes the cached meta if it changed; call inside the transaction. */
     void flush_meta();
     uint64_t cached_applied_index() const { return meta_loaded_ ? meta_.applied_index : 0; }
-    /* The transaction was rolled back: forget what is cached. */
-    void forget_cache() { meta_loaded_ = meta_dirty_ = false; }
 
     std::optional<MapRow> map_get(const std::string &map, const std::string &key) override;
     void map_put(const std::string &map, const std::string &key, const MapRow &row) override;

@@ -14,6 +14,7 @@ extern "C" {
 #include <algorithm>
 #include <cstring>
 
+#include "clock.h"
 #include "pg_bridge.h"
 #include "request_queue.h"
 #include "shmem.h"
@@ -91,8 +92,7 @@ void publish_replica_status(const std::vector<ReplicaStatus> &replicas,
         AtomixNodeStatus *n = &atomix_shared->nodes[i];
         n->id = nodes[i].id;
         n->connected = nodes[i].connected;
-        /* Unix µs → Postgres timestamptz */
-        n->last_contact = nodes[i].last_contact_us ? nodes[i].last_contact_us - 946684800000000LL : 0;
+        n->last_contact = nodes[i].last_contact_us ? nodes[i].last_contact_us - kUnixToPgEpochUs : 0;
     }
     for (size_t i = 0; i < replicas.size() && i < ATOMIX_MAX_PARTITIONS; i++) {
         AtomixReplicaStatus *s = &atomix_shared->replicas[i];

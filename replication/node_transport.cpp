@@ -422,7 +422,6 @@ void NodeTransport::start()
     if (rv != 0)
         throw std::runtime_error("atomix transport: cannot listen on " + self.address() + ": " +
                                  uv_strerror(rv));
-    listening_ = true;
     for (auto &kv : peers_) {
         Peer &peer = *kv.second;
         uv_timer_init(loop_, &peer.redial);

@@ -113,7 +113,6 @@ class NodeTransport {
     TransportHooks hooks_;
     uv_tcp_t listener_;
     bool listener_initialized_ = false;
-    bool listening_ = false;
     bool closing_ = false;
     std::map<uint32_t, std::unique_ptr<Peer>> peers_;
     std::vector<Connection *> inbound_;

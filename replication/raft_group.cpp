@@ -86,8 +86,6 @@ struct Proposal {
 static void proposal_applied(struct raft_apply *req, int status, void *)
 {
     Proposal *p = static_cast<Proposal *>(req->data);
-    struct raft *r = nullptr;
-    (void)r;
     p->done(p->arg, status, status == 0 ? "" : raft_strerror(status));
     delete p;
 }

@@ -10,6 +10,9 @@
 
 namespace atomix {
 
+/* The Unix epoch minus Postgres' (2000-01-01), in µs: TimestampTz = unix µs - this. */
+constexpr int64_t kUnixToPgEpochUs = 946684800000000LL;
+
 inline int64_t unix_now_us()
 {
     struct timespec ts;

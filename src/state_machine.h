@@ -137,9 +137,6 @@ class StateMachine {
      * skips the cost. */
     void set_request_log(bool enabled) { request_log_ = enabled; }
 
-    /* Forget cached knowledge (after the storage changed underneath). */
-    void invalidate_cache() { next_expiry_known_ = false; }
-
     std::optional<int64_t> next_expiry();
 
     /* The cached next expiry without touching storage; false when unknown
