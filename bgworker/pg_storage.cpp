@@ -38,21 +38,26 @@ static const StmtDef kStmts[] = {
      2,
      {INT8OID, TIMESTAMPTZOID}},
     /* MAP_GET */
-    {"SELECT value, version, expires_at FROM atomix.map_data_p%1$d WHERE map = $1 AND key = $2",
-     2,
-     {TEXTOID, TEXTOID}},
+    {"SELECT value, version, expires_at FROM atomix.map_data_p%1$d "
+     "WHERE kind = $3 AND map = $1 AND key = $2",
+     3,
+     {TEXTOID, TEXTOID, CHAROID}},
     /* MAP_PUT */
-    {"INSERT INTO atomix.map_data_p%1$d (partition_id, map, key, value, version, expires_at) "
-     "VALUES (%1$d, $1, $2, $3, $4, $5) ON CONFLICT (map, key) DO UPDATE SET "
+    {"INSERT INTO atomix.map_data_p%1$d (partition_id, kind, map, key, value, version, expires_at) "
+     "VALUES (%1$d, $6, $1, $2, $3, $4, $5) ON CONFLICT (kind, map, key) DO UPDATE SET "
      "value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at",
-     5,
-     {TEXTOID, TEXTOID, BYTEAOID, INT8OID, TIMESTAMPTZOID}},
+     6,
+     {TEXTOID, TEXTOID, BYTEAOID, INT8OID, TIMESTAMPTZOID, CHAROID}},
     /* MAP_REMOVE */
-    {"DELETE FROM atomix.map_data_p%1$d WHERE map = $1 AND key = $2", 2, {TEXTOID, TEXTOID}},
+    {"DELETE FROM atomix.map_data_p%1$d WHERE kind = $3 AND map = $1 AND key = $2",
+     3,
+     {TEXTOID, TEXTOID, CHAROID}},
     /* MAP_CLEAR */
-    {"DELETE FROM atomix.map_data_p%1$d WHERE map = $1", 1, {TEXTOID}},
+    {"DELETE FROM atomix.map_data_p%1$d WHERE kind = $2 AND map = $1", 2, {TEXTOID, CHAROID}},
     /* MAP_PURGE */
-    {"DELETE FROM atomix.map_data_p%1$d WHERE expires_at <= $1", 1, {TIMESTAMPTZOID}},
+    {"DELETE FROM atomix.map_data_p%1$d WHERE expires_at <= $1 RETURNING kind, map, key",
+     1,
+     {TIMESTAMPTZOID}},
     /* MAP_NEXT_EXPIRY */
     {"SELECT min(expires_at) FROM atomix.map_data_p%1$d WHERE expires_at IS NOT NULL", 0, {}},
     /* COUNTER_GET */
@@ -63,7 +68,8 @@ static const StmtDef kStmts[] = {
      2,
      {TEXTOID, INT8OID}},
     /* MAP_ALL */
-    {"SELECT map, key, value, version, expires_at FROM atomix.map_data_p%1$d ORDER BY map, key",
+    {"SELECT map, key, value, version, expires_at, kind FROM atomix.map_data_p%1$d "
+     "ORDER BY kind, map, key",
      0,
      {}},
     /* COUNTER_ALL */
@@ -92,9 +98,35 @@ static const StmtDef kStmts[] = {
      {}},
     /* CLEAR_REQUESTS */
     {"DELETE FROM atomix.request_log_p%1$d", 0, {}},
+    /* OBJECT_GET */
+    {"SELECT state, deadline FROM atomix.object_data_p%1$d WHERE kind = $1 AND name = $2",
+     2,
+     {CHAROID, TEXTOID}},
+    /* OBJECT_PUT */
+    {"INSERT INTO atomix.object_data_p%1$d (partition_id, kind, name, state, deadline) "
+     "VALUES (%1$d, $1, $2, $3, $4) ON CONFLICT (kind, name) DO UPDATE SET "
+     "state = EXCLUDED.state, deadline = EXCLUDED.deadline",
+     4,
+     {CHAROID, TEXTOID, BYTEAOID, INT8OID}},
+    /* OBJECT_REMOVE */
+    {"DELETE FROM atomix.object_data_p%1$d WHERE kind = $1 AND name = $2", 2, {CHAROID, TEXTOID}},
+    /* OBJECTS_DUE: a fixed order (byte order of names), the same on every replica */
+    {"SELECT kind, name FROM atomix.object_data_p%1$d WHERE deadline <= $1 "
+     "ORDER BY deadline, kind, name COLLATE \"C\"",
+     1,
+     {INT8OID}},
+    /* OBJECT_NEXT_DEADLINE */
+    {"SELECT min(deadline) FROM atomix.object_data_p%1$d WHERE deadline IS NOT NULL", 0, {}},
+    /* OBJECT_ALL */
+    {"SELECT kind, name, state, deadline FROM atomix.object_data_p%1$d "
+     "ORDER BY kind, name COLLATE \"C\"",
+     0,
+     {}},
+    /* CLEAR_OBJECTS */
+    {"DELETE FROM atomix.object_data_p%1$d", 0, {}},
 };
 
-static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 19, "one definition per statement");
+static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 26, "one definition per statement");
 
 SPIPlanPtr PgStorage::plan(Stmt stmt)
 {
@@ -199,9 +231,29 @@ void PgStorage::flush_meta()
     meta_dirty_ = false;
 }
 
-std::optional<MapRow> PgStorage::map_get(const std::string &map, const std::string &key)
+static Datum bytea_datum(const std::string &s)
 {
-    Datum args[2] = {text_datum(map), text_datum(key)};
+    Datum d = 0;
+    pg_guard([&] {
+        bytea *b = (bytea *)palloc(VARHDRSZ + s.size());
+        SET_VARSIZE(b, VARHDRSZ + s.size());
+        memcpy(VARDATA(b), s.data(), s.size());
+        d = PointerGetDatum(b);
+    });
+    return d;
+}
+
+static char column_char(int row, int col)
+{
+    bool isnull = true;
+    Datum d = 0;
+    pg_guard([&] { d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull); });
+    return isnull ? 0 : DatumGetChar(d);
+}
+
+std::optional<MapRow> PgStorage::map_get(char kind, const std::string &map, const std::string &key)
+{
+    Datum args[3] = {text_datum(map), text_datum(key), CharGetDatum(kind)};
     if (exec(MAP_GET, args, NULL) == 0)
         return std::nullopt;
     MapRow row;
@@ -211,38 +263,88 @@ std::optional<MapRow> PgStorage::map_get(const std::string &map, const std::stri
     return row;
 }
 
-void PgStorage::map_put(const std::string &map, const std::string &key, const MapRow &row)
+void PgStorage::map_put(char kind, const std::string &map, const std::string &key, const MapRow &row)
 {
-    Datum value = 0;
-    pg_guard([&] {
-        bytea *b = (bytea *)palloc(VARHDRSZ + row.value.size());
-        SET_VARSIZE(b, VARHDRSZ + row.value.size());
-        memcpy(VARDATA(b), row.value.data(), row.value.size());
-        value = PointerGetDatum(b);
-    });
-    Datum args[5] = {text_datum(map), text_datum(key), value, Int64GetDatum(row.version),
-                     TimestampTzGetDatum(to_timestamptz(row.expires_at_us.value_or(0)))};
-    char nulls[6] = "    ";
+    Datum args[6] = {text_datum(map), text_datum(key), bytea_datum(row.value),
+                     Int64GetDatum(row.version),
+                     TimestampTzGetDatum(to_timestamptz(row.expires_at_us.value_or(0))),
+                     CharGetDatum(kind)};
+    char nulls[7] = "      ";
     nulls[4] = row.expires_at_us ? ' ' : 'n';
     exec(MAP_PUT, args, nulls);
 }
 
-bool PgStorage::map_remove(const std::string &map, const std::string &key)
+bool PgStorage::map_remove(char kind, const std::string &map, const std::string &key)
 {
-    Datum args[2] = {text_datum(map), text_datum(key)};
+    Datum args[3] = {text_datum(map), text_datum(key), CharGetDatum(kind)};
     return exec(MAP_REMOVE, args, NULL) > 0;
 }
 
-int64_t PgStorage::map_clear(const std::string &map)
+int64_t PgStorage::map_clear(char kind, const std::string &map)
 {
-    Datum args[1] = {text_datum(map)};
+    Datum args[2] = {text_datum(map), CharGetDatum(kind)};
     return (int64_t)exec(MAP_CLEAR, args, NULL);
 }
 
-int64_t PgStorage::map_purge_expired(int64_t now_us)
+std::vector<EntryKey> PgStorage::map_purge_expired(int64_t now_us)
 {
     Datum args[1] = {TimestampTzGetDatum(to_timestamptz(now_us))};
-    return (int64_t)exec(MAP_PURGE, args, NULL);
+    uint64 n = exec(MAP_PURGE, args, NULL);
+    std::vector<EntryKey> out;
+    for (uint64 i = 0; i < n; i++)
+        out.push_back(EntryKey{column_char((int)i, 1), column_bytes((int)i, 2), column_bytes((int)i, 3)});
+    return out;
+}
+
+std::optional<ObjectRow> PgStorage::object_get(char kind, const std::string &name)
+{
+    Datum args[2] = {CharGetDatum(kind), text_datum(name)};
+    if (exec(OBJECT_GET, args, NULL) == 0)
+        return std::nullopt;
+    return ObjectRow{column_bytes(0, 1), column_int64(0, 2, false)};
+}
+
+void PgStorage::object_put(char kind, const std::string &name, const ObjectRow &row)
+{
+    Datum args[4] = {CharGetDatum(kind), text_datum(name), bytea_datum(row.state),
+                     Int64GetDatum(row.deadline_us.value_or(0))};
+    char nulls[5] = "    ";
+    nulls[3] = row.deadline_us ? ' ' : 'n';
+    exec(OBJECT_PUT, args, nulls);
+}
+
+void PgStorage::object_remove(char kind, const std::string &name)
+{
+    Datum args[2] = {CharGetDatum(kind), text_datum(name)};
+    exec(OBJECT_REMOVE, args, NULL);
+}
+
+std::vector<ObjectKey> PgStorage::objects_due(int64_t now_us)
+{
+    Datum args[1] = {Int64GetDatum(now_us)};
+    uint64 n = exec(OBJECTS_DUE, args, NULL);
+    std::vector<ObjectKey> out;
+    for (uint64 i = 0; i < n; i++)
+        out.push_back(ObjectKey{column_char((int)i, 1), column_bytes((int)i, 2)});
+    return out;
+}
+
+std::optional<int64_t> PgStorage::object_next_deadline()
+{
+    exec(OBJECT_NEXT_DEADLINE, NULL, NULL);
+    return column_int64(0, 1, false);
+}
+
+void PgStorage::for_each_object(const std::function<void(const ObjectKey &, const ObjectRow &)> &fn)
+{
+    uint64 n = exec(OBJECT_ALL, NULL, NULL);
+    SPITupleTable *table = SPI_tuptable;
+    for (uint64 i = 0; i < n; i++) {
+        SPI_tuptable = table;
+        ObjectKey k{column_char((int)i, 1), column_bytes((int)i, 2)};
+        ObjectRow row{column_bytes((int)i, 3), column_int64((int)i, 4, false)};
+        fn(k, row);
+    }
 }
 
 std::optional<int64_t> PgStorage::map_next_expiry()
@@ -273,6 +375,7 @@ void PgStorage::for_each_map_entry(const std::function<void(const MapEntry &)> &
     for (uint64 i = 0; i < n; i++) {
         SPI_tuptable = table;
         MapEntry e;
+        e.kind = column_char((int)i, 6);
         e.map = column_bytes((int)i, 1);
         e.key = column_bytes((int)i, 2);
         e.row.value = column_bytes((int)i, 3);
@@ -300,6 +403,7 @@ void PgStorage::clear_all()
     exec(CLEAR_MAP, NULL, NULL);
     exec(CLEAR_COUNTERS, NULL, NULL);
     exec(CLEAR_REQUESTS, NULL, NULL);
+    exec(CLEAR_OBJECTS, NULL, NULL);
 }
 
 std::optional<RequestRecord> PgStorage::request_lookup(uint64_t request_id)

@@ -29,12 +29,20 @@ class PgStorage : public PartitionStorage {
     void flush_meta();
     uint64_t cached_applied_index() const { return meta_loaded_ ? meta_.applied_index : 0; }
 
-    std::optional<MapRow> map_get(const std::string &map, const std::string &key) override;
-    void map_put(const std::string &map, const std::string &key, const MapRow &row) override;
-    bool map_remove(const std::string &map, const std::string &key) override;
-    int64_t map_clear(const std::string &map) override;
-    int64_t map_purge_expired(int64_t now_us) override;
+    std::optional<MapRow> map_get(char kind, const std::string &map, const std::string &key) override;
+    void map_put(char kind, const std::string &map, const std::string &key, const MapRow &row) override;
+    bool map_remove(char kind, const std::string &map, const std::string &key) override;
+    int64_t map_clear(char kind, const std::string &map) override;
+    std::vector<EntryKey> map_purge_expired(int64_t now_us) override;
     std::optional<int64_t> map_next_expiry() override;
+
+    std::optional<ObjectRow> object_get(char kind, const std::string &name) override;
+    void object_put(char kind, const std::string &name, const ObjectRow &row) override;
+    void object_remove(char kind, const std::string &name) override;
+    std::vector<ObjectKey> objects_due(int64_t now_us) override;
+    std::optional<int64_t> object_next_deadline() override;
+    void for_each_object(
+        const std::function<void(const ObjectKey &, const ObjectRow &)> &fn) override;
 
     std::optional<int64_t> counter_get(const std::string &name) override;
     void counter_put(const std::string &name, int64_t value) override;
@@ -69,6 +77,13 @@ class PgStorage : public PartitionStorage {
         REQUEST_PURGE,
         REQUEST_ALL,
         CLEAR_REQUESTS,
+        OBJECT_GET,
+        OBJECT_PUT,
+        OBJECT_REMOVE,
+        OBJECTS_DUE,
+        OBJECT_NEXT_DEADLINE,
+        OBJECT_ALL,
+        CLEAR_OBJECTS,
         STMT_COUNT
     };
     SPIPlanPtr plan(Stmt stmt);

@@ -157,6 +157,15 @@ void take_requests(std::vector<TakenRequest> &out)
     LWLockRelease(atomix_shared->lock);
 }
 
+bool slot_abandoned(uint32_t index, uint64_t ticket)
+{
+    LWLockAcquire(atomix_shared->lock, LW_SHARED);
+    const AtomixRequestSlot *slot = &atomix_shared->slots[index];
+    bool abandoned = slot->ticket == ticket && slot->state == SLOT_ABANDONED;
+    LWLockRelease(atomix_shared->lock);
+    return abandoned;
+}
+
 void deliver_replies(const std::vector<SlotReply> &replies)
 {
     if (replies.empty())

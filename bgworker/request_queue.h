@@ -35,6 +35,9 @@ void worker_set_phase(int phase);
  * payload segment vanished (its backend gave up) is skipped. */
 void take_requests(std::vector<TakenRequest> &out);
 
+/* Whether the backend waiting in `slot` for request `ticket` gave up. */
+bool slot_abandoned(uint32_t slot, uint64_t ticket);
+
 /* Publishes the local replicas' state for the topology foreign tables. */
 struct ReplicaStatus {
     int role = 0;

@@ -134,15 +134,23 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
     uint64_t index = p.group->applying_index();
     results_.clear();
     bool malformed = false;
+    p.sm.set_event_sink(&events_);
     p.sm.apply(index, data, len, results_, &malformed);
+    p.sm.set_event_sink(nullptr);
     p.touched = true;
     if (malformed)
         ereport(WARNING, (errmsg("atomix: skipped malformed entry %llu of partition %d",
                                  (unsigned long long)index, p.id)));
+    notify_watchers();
     for (const CommandResult &r : results_) {
-        int code = r.code == ResultCode::Ok     ? REPLY_OK
-                   : r.code == ResultCode::Null ? REPLY_NULL
-                                                : REPLY_OUT_OF_RANGE;
+        /* reply codes 0-8 are the result codes */
+        int code = static_cast<int>(r.code);
+        if (r.code == ResultCode::Pending) {
+            /* applied: it now waits in the partition; a later entry answers */
+            forwarded_.erase(r.request_id);
+            continue;
+        }
+        on_internal_result(r.request_id, code);
         resolve(r.request_id, code, r.value, std::string());
     }
 }
@@ -199,6 +207,7 @@ void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
 void Worker::resolve(uint64_t request_id, int code, int64_t value, const std::string &message)
 {
     forwarded_.erase(request_id);
+    waits_.erase(request_id);
     auto it = in_flight_.find(request_id);
     if (it == in_flight_.end())
         return; /* replayed entry, another node's request, or already answered */
@@ -387,6 +396,8 @@ void Worker::queue_requests()
             qc.deadline_us = now + (int64_t)atomix_unavailable_timeout_ms * 1000;
             patch_request_id(qc.encoded, qc.request_id);
             in_flight_[qc.request_id] = req;
+            if (targets.size() == 1)
+                track_wait(t, qc.request_id, p->id);
             enqueue(*p, std::move(qc));
         }
     }
@@ -443,14 +454,14 @@ void Worker::propose_queued(int64_t now_us)
     }
 }
 
-/* A leader whose partition holds entries past their ttl proposes an empty
- * entry: its stamp advances log time, and applying it purges them on every
- * replica alike. */
+/* A leader whose partition has a deadline due (an entry's ttl, a waiter's
+ * timeout, a node lease) proposes an empty entry: its stamp advances log
+ * time, and applying it settles them on every replica alike. */
 void Worker::propose_ticks(int64_t now_us)
 {
     for (auto &p : partitions_) {
         std::optional<int64_t> expiry;
-        if (p->tick_in_flight || !p->sm.cached_next_expiry(&expiry) || !expiry || *expiry > now_us ||
+        if (p->tick_in_flight || !p->sm.cached_next_deadline(&expiry) || !expiry || *expiry > now_us ||
             !p->group->is_leader())
             continue;
         std::string entry;
@@ -502,13 +513,14 @@ long Worker::next_timeout_ms(int64_t now_us)
     };
     for (auto &p : partitions_) {
         std::optional<int64_t> expiry;
-        if (!p->tick_in_flight && p->sm.cached_next_expiry(&expiry) && expiry && p->group->is_leader())
+        if (!p->tick_in_flight && p->sm.cached_next_deadline(&expiry) && expiry && p->group->is_leader())
             consider(*expiry);
         for (const QueuedCommand &qc : p->queued)
             consider(qc.deadline_us);
     }
     if (!forwarded_.empty())
         consider(now_us + kForwardRetryAfterUs / 4);
+    consider(next_keep_alive_us_);
     return timeout;
 }
 
@@ -524,8 +536,8 @@ void Worker::finish_turn()
             if (!p->touched)
                 continue;
             std::optional<int64_t> ignored;
-            if (!p->sm.cached_next_expiry(&ignored))
-                (void)p->sm.next_expiry(); /* learn it while SPI is at hand */
+            if (!p->sm.cached_next_deadline(&ignored))
+                (void)p->sm.next_deadline(); /* learn it while SPI is at hand */
             p->storage.flush_meta();
             p->touched = false;
         }
@@ -586,6 +598,10 @@ void Worker::turn(long timeout_ms)
     if (!got_sigterm)
         queue_requests();
     int64_t now = unix_now_us();
+    if (!got_sigterm) {
+        cancel_abandoned_waits();
+        maintain_sessions(now);
+    }
     propose_queued(now);
     propose_ticks(now);
     uv_run(&loop_, UV_RUN_NOWAIT);

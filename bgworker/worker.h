@@ -24,6 +24,7 @@
 #include "pg_storage.h"
 #include "raft_group.h"
 #include "request_queue.h"
+#include "session_registry.h"
 #include "state_machine.h"
 
 namespace atomix {
@@ -82,6 +83,22 @@ struct Partition {
     bool touched = false; /* applied something in this turn */
 };
 
+/* A backend waiting for a lock or permits: if it stops waiting (cancel,
+ * statement_timeout), `cancel` takes its waiter out of the queue. */
+struct PendingWait {
+    uint32_t slot = 0;
+    uint64_t ticket = 0;
+    int32_t partition = 0;
+    Command cancel;
+};
+
+/* A keep-alive in flight: once applied, the partition renewed this node's
+ * lease as of `sent_us` (or later). */
+struct KeepAliveSent {
+    int32_t partition = 0;
+    int64_t sent_us = 0;
+};
+
 /* One proposed entry and the requests riding in it. */
 struct Proposal {
     Partition *partition;
@@ -129,6 +146,17 @@ class Worker {
     long next_timeout_ms(int64_t now_us);
 
     void resolve(uint64_t request_id, int code, int64_t value, const std::string &message);
+
+    /* sessions.cpp */
+    uint64_t propose_internal(int32_t partition, Command cmd); /* returns its request id */
+    void maintain_sessions(int64_t now_us);
+    void send_keep_alives(const SessionSnapshot &live, int64_t now_us, bool all);
+    void track_wait(const TakenRequest &t, uint64_t request_id, int32_t partition);
+    void cancel_abandoned_waits();
+    void on_internal_result(uint64_t request_id, int code);
+
+    /* watch_notify.cpp */
+    void notify_watchers();
     /* node id | 16 random bits per worker start | counter: unique across the
      * cluster and across restarts, so a replayed entry never answers a new
      * request */
@@ -149,6 +177,12 @@ class Worker {
     std::unique_ptr<ClusterConfig> cluster_;
     std::unique_ptr<NodeTransport> transport_;
     std::unordered_map<uint64_t, ForwardedCommand> forwarded_;
+    std::unordered_map<uint64_t, PendingWait> waits_;
+    std::unordered_map<uint64_t, KeepAliveSent> keep_alives_;
+    std::vector<char> had_sessions_; /* by partition, at the last keep-alive round */
+    int64_t next_keep_alive_us_ = 0;
+    bool epoch_announced_ = false;
+    std::vector<WatchEvent> events_;
     uint64_t request_counter_ = 0;
     std::string fatal_;
 };

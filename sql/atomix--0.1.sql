@@ -22,15 +22,32 @@ CREATE TABLE atomix.partition_state (
     log_time      timestamptz NOT NULL DEFAULT 'epoch'
 );
 
--- Map entries; values are stored as bytes (text values in the database
--- encoding).  One leaf table per partition.
+-- Keyed entries; values are stored as bytes (text values in the database
+-- encoding).  kind: 'm' map entry (map, key), 'v' value (name, key ''),
+-- 's' set element (set, element as key, empty value).  One leaf table per
+-- partition.
 CREATE TABLE atomix.map_data (
     partition_id int NOT NULL,
+    kind         "char" NOT NULL,
     map          text NOT NULL,
     key          text NOT NULL,
     value        bytea NOT NULL,
     version      bigint NOT NULL,
     expires_at   timestamptz
+) PARTITION BY LIST (partition_id);
+
+-- Coordination objects (locks, semaphores, elections, id generators,
+-- sessions, node leases), each one row whose state is an encoded blob the
+-- raft worker reads and rewrites (src/objects.h has the formats; the SQL
+-- functions lock_holder, election_get, ... decode them).  deadline is the
+-- next log time at which the object needs attention (a waiter's timeout, a
+-- node lease's expiry), in microseconds since the Unix epoch.
+CREATE TABLE atomix.object_data (
+    partition_id int NOT NULL,
+    kind         "char" NOT NULL,
+    name         text NOT NULL,
+    state        bytea NOT NULL,
+    deadline     bigint
 ) PARTITION BY LIST (partition_id);
 
 CREATE TABLE atomix.counter_data (
@@ -57,9 +74,14 @@ BEGIN
     FOR p IN 0 .. n - 1 LOOP
         EXECUTE format('CREATE TABLE atomix.map_data_p%s PARTITION OF atomix.map_data '
                        'FOR VALUES IN (%s)', p, p);
-        EXECUTE format('ALTER TABLE atomix.map_data_p%s ADD PRIMARY KEY (map, key)', p);
+        EXECUTE format('ALTER TABLE atomix.map_data_p%s ADD PRIMARY KEY (kind, map, key)', p);
         EXECUTE format('CREATE INDEX map_data_p%s_expiry ON atomix.map_data_p%s (expires_at) '
                        'WHERE expires_at IS NOT NULL', p, p);
+        EXECUTE format('CREATE TABLE atomix.object_data_p%s PARTITION OF atomix.object_data '
+                       'FOR VALUES IN (%s)', p, p);
+        EXECUTE format('ALTER TABLE atomix.object_data_p%s ADD PRIMARY KEY (kind, name)', p);
+        EXECUTE format('CREATE INDEX object_data_p%s_deadline ON atomix.object_data_p%s (deadline) '
+                       'WHERE deadline IS NOT NULL', p, p);
         EXECUTE format('CREATE TABLE atomix.counter_data_p%s PARTITION OF atomix.counter_data '
                        'FOR VALUES IN (%s)', p, p);
         EXECUTE format('ALTER TABLE atomix.counter_data_p%s ADD PRIMARY KEY (name)', p);
@@ -84,6 +106,23 @@ CREATE TYPE atomix.entry AS (
     value      text,
     version    bigint,
     expires_at timestamptz
+);
+
+-- Who holds a lock: the fencing token of the grant, the holder's session,
+-- the node that session lives on, and when it was granted (log time).
+CREATE TYPE atomix.lock_info AS (
+    token   bigint,
+    session bigint,
+    node    int,
+    since   timestamptz
+);
+
+-- An election's state: term grows with every change of leader; candidates
+-- are in line order, the leader first.
+CREATE TYPE atomix.term AS (
+    term       bigint,
+    leader     text,
+    candidates text[]
 );
 
 ------------------------------------------------------------------------------
@@ -128,6 +167,113 @@ CREATE FUNCTION atomix.counter_incr(name text, delta bigint DEFAULT 1)
     RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_counter_incr' LANGUAGE C VOLATILE;
 CREATE FUNCTION atomix.counter_cas(name text, expected bigint, new bigint)
     RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_counter_cas' LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Sessions.  Locks, candidacies and permits belong to the calling backend's
+-- session: it closes when the backend exits and expires when its node stops
+-- renewing it for atomix.session_timeout.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.session_id()
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_session_id' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION atomix.session_id() IS
+    'This backend''s atomix session, or NULL before it first needed one';
+
+------------------------------------------------------------------------------
+-- Locks.  A grant's token is a fencing token: it strictly increases per lock.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.lock_acquire(name text, timeout interval DEFAULT NULL)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_lock_acquire' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.lock_try_acquire(name text)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_lock_try_acquire' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.lock_release(name text)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_lock_release' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.lock_holder(name text)
+    RETURNS atomix.lock_info AS 'MODULE_PATHNAME', 'atomix_lock_holder' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION atomix.lock_acquire(text, interval) IS
+    'Wait (first come, first served) for the lock; returns its fencing token, or NULL after timeout';
+
+------------------------------------------------------------------------------
+-- Leader elections.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.election_enter(election text, candidate text)
+    RETURNS atomix.term AS 'MODULE_PATHNAME', 'atomix_election_enter' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.election_withdraw(election text, candidate text)
+    RETURNS atomix.term AS 'MODULE_PATHNAME', 'atomix_election_withdraw' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.election_anoint(election text, candidate text)
+    RETURNS atomix.term AS 'MODULE_PATHNAME', 'atomix_election_anoint' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.election_promote(election text, candidate text)
+    RETURNS atomix.term AS 'MODULE_PATHNAME', 'atomix_election_promote' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.election_evict(election text, candidate text)
+    RETURNS atomix.term AS 'MODULE_PATHNAME', 'atomix_election_evict' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.election_get(election text)
+    RETURNS atomix.term AS 'MODULE_PATHNAME', 'atomix_election_get' LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Values: one versioned, optionally expiring value per name.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.value_set(name text, value text, if_version bigint DEFAULT NULL,
+                                 ttl interval DEFAULT NULL)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_value_set' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.value_get(name text)
+    RETURNS text AS 'MODULE_PATHNAME', 'atomix_value_get' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.value_get_entry(name text)
+    RETURNS atomix.entry AS 'MODULE_PATHNAME', 'atomix_value_get_entry' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.value_delete(name text, if_version bigint DEFAULT NULL)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_value_delete' LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Sets of text elements.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.set_add("set" text, element text, ttl interval DEFAULT NULL)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_set_add' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.set_remove("set" text, element text)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_set_remove' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.set_contains("set" text, element text)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_set_contains' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.set_members("set" text)
+    RETURNS SETOF text AS 'MODULE_PATHNAME', 'atomix_set_members' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.set_size("set" text)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_set_size' LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Id generators: unique cluster-wide, increasing on each node (blocks of
+-- atomix.id_block_size are reserved per node, like a sequence's CACHE).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.next_id(name text)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_next_id' LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Semaphores.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.semaphore_create(name text, permits int)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_semaphore_create' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.semaphore_acquire(name text, permits int DEFAULT 1,
+                                         timeout interval DEFAULT NULL)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_semaphore_acquire' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.semaphore_release(name text, permits int DEFAULT 1)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'atomix_semaphore_release' LANGUAGE C VOLATILE;
+CREATE FUNCTION atomix.semaphore_available(name text)
+    RETURNS int AS 'MODULE_PATHNAME', 'atomix_semaphore_available' LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Watches and multi-key map commits.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION atomix.watch(primitive text)
+    RETURNS text AS 'MODULE_PATHNAME', 'atomix_watch' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION atomix.watch(text) IS
+    'Returns the channel to LISTEN on for changes to the named map, value, lock or election';
+CREATE FUNCTION atomix.map_commit(map text, ops jsonb)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_map_commit' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION atomix.map_commit(text, jsonb) IS
+    'Apply puts and removes to one map all or nothing; returns the version, or NULL if an if_version did not match';
 
 ------------------------------------------------------------------------------
 -- Topology, through the atomix_fdw foreign data wrapper: this node's live

@@ -88,12 +88,17 @@ static void wait_until_slot_free(AtomixRequestSlot *slot)
  * into a slot we no longer watch, nor read a payload we are about to free. */
 static void abandon(AtomixRequestSlot *slot)
 {
+    bool tell_worker = false;
     LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
     if (slot->state == SLOT_QUEUED || slot->state == SLOT_DONE)
         slot->state = SLOT_FREE;
-    else if (slot->state == SLOT_TAKEN)
+    else if (slot->state == SLOT_TAKEN) {
         slot->state = SLOT_ABANDONED;
+        tell_worker = true; /* a waiting acquire must leave its queue now */
+    }
     LWLockRelease(atomix_shared->lock);
+    if (tell_worker)
+        atomix_wake_worker();
 }
 
 static void raise_reply_error(int code, const char *message)
@@ -102,6 +107,11 @@ static void raise_reply_error(int code, const char *message)
     case REPLY_OUT_OF_RANGE:
         throw AtomixError(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "bigint out of range",
                           "The counter was left unchanged.");
+    case REPLY_SESSION_EXPIRED:
+        throw AtomixError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "atomix session expired",
+                          std::string(),
+                          "The cluster closed this backend's session (its node did not renew it "
+                          "within atomix.session_timeout, or it was closed).");
     case REPLY_NOT_SUBMITTED:
         throw AtomixError(ERRCODE_CANNOT_CONNECT_NOW, message,
                           "The request was not applied; retry once the atomix worker is back.");
@@ -205,9 +215,11 @@ Reply submit(int32_t partition, const Command &cmd)
     if (seg)
         pg_guard([&] { dsm_detach(seg); });
 
+    reply.code = code;
     if (code == REPLY_NULL)
         reply.is_null = true;
-    else if (code != REPLY_OK)
+    else if (code != REPLY_OK && code != REPLY_NOT_FOUND && code != REPLY_INVALID &&
+             code != REPLY_CONFLICT && code != REPLY_NOT_OWNER)
         raise_reply_error(code, message);
     return reply;
 }

@@ -16,6 +16,9 @@ namespace atomix {
 struct Reply {
     bool is_null = false;
     int64_t value = 0;
+    /* REPLY_OK or REPLY_NULL, or one the caller explains itself:
+     * REPLY_NOT_FOUND, REPLY_INVALID, REPLY_CONFLICT, REPLY_NOT_OWNER */
+    int code = 0;
 };
 
 /* Throws AtomixError unless atomix was preloaded and this session is in

@@ -71,7 +71,7 @@ std::string ByteReader::bytes()
 
 size_t encoded_command_size(const Command &cmd)
 {
-    return 1 + 1 + 8 + (4 + cmd.name.size()) + (4 + cmd.key.size()) +
+    return 1 + 1 + 8 + 8 + 8 + (4 + cmd.name.size()) + (4 + cmd.key.size()) +
            (4 + cmd.value.size()) + 8 * 4;
 }
 
@@ -82,6 +82,8 @@ void encode_command(const Command &cmd, std::string &out)
     w.u8(static_cast<uint8_t>(cmd.op));
     w.u8(cmd.flags);
     w.u64(cmd.request_id);
+    w.u64(cmd.session);
+    w.i64(cmd.epoch);
     w.bytes(cmd.name);
     w.bytes(cmd.key);
     w.bytes(cmd.value);
@@ -95,11 +97,13 @@ static Command read_command(ByteReader &r)
 {
     Command cmd;
     uint8_t op = r.u8();
-    if (op < static_cast<uint8_t>(Op::MapPut) || op > static_cast<uint8_t>(Op::Barrier))
+    if (op < static_cast<uint8_t>(Op::MapPut) || op > kLastOp)
         throw DecodeError("unknown atomix command");
     cmd.op = static_cast<Op>(op);
     cmd.flags = r.u8();
     cmd.request_id = r.u64();
+    cmd.session = r.u64();
+    cmd.epoch = r.i64();
     cmd.name = r.bytes();
     cmd.key = r.bytes();
     cmd.value = r.bytes();
@@ -117,6 +121,40 @@ Command decode_command(const void *data, size_t len)
     if (!r.at_end())
         throw DecodeError("trailing bytes after atomix command");
     return cmd;
+}
+
+void encode_commit_ops(const std::vector<MapCommitOp> &ops, std::string &out)
+{
+    ByteWriter w(out);
+    w.u32(static_cast<uint32_t>(ops.size()));
+    for (const MapCommitOp &op : ops) {
+        w.u8((op.remove ? 1 : 0) | (op.has_if_version ? 2 : 0));
+        w.bytes(op.key);
+        w.bytes(op.value);
+        w.i64(op.if_version);
+        w.i64(op.ttl_us);
+    }
+}
+
+std::vector<MapCommitOp> decode_commit_ops(const std::string &data)
+{
+    ByteReader r(data.data(), data.size());
+    uint32_t n = r.u32();
+    std::vector<MapCommitOp> ops;
+    for (uint32_t i = 0; i < n; i++) {
+        MapCommitOp op;
+        uint8_t flags = r.u8();
+        op.remove = flags & 1;
+        op.has_if_version = flags & 2;
+        op.key = r.bytes();
+        op.value = r.bytes();
+        op.if_version = r.i64();
+        op.ttl_us = r.i64();
+        ops.push_back(std::move(op));
+    }
+    if (!r.at_end())
+        throw DecodeError("trailing bytes after map_commit operations");
+    return ops;
 }
 
 void encode_entry_header(const EntryHeader &h, std::string &out)

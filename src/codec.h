@@ -29,7 +29,28 @@ enum class Op : uint8_t {
     /* Carries no state change: lets a read wait until everything committed
      * before it has been applied (a linearizable read barrier). */
     Barrier = 8,
+    /* Sessions (session, epoch identify the caller's session). */
+    SessionKeepAlive = 9, /* arg1 node, ttl_us timeout, value: live session ids, arg2 max seq */
+    SessionClose = 10,
+    LockAcquire = 11,     /* arg1: 1 = wait (until ttl_us when HasTtl) */
+    LockRelease = 12,
+    WaitCancel = 13,      /* key: kind of the waited object, arg1: the waiting request id */
+    SemaphoreCreate = 14, /* arg1 permits */
+    SemaphoreAcquire = 15, /* arg1 permits, arg2: 1 = wait (until ttl_us when HasTtl) */
+    SemaphoreRelease = 16, /* arg1 permits */
+    ElectionEnter = 17,   /* key: candidate */
+    ElectionWithdraw = 18,
+    ElectionAnoint = 19,
+    ElectionPromote = 20,
+    ElectionEvict = 21,
+    IdReserve = 22,       /* arg1: block size */
+    ValueSet = 23,
+    ValueDelete = 24,
+    SetAdd = 25,
+    SetRemove = 26,
+    MapCommit = 27,       /* value: encoded MapCommitOps */
 };
+constexpr uint8_t kLastOp = static_cast<uint8_t>(Op::MapCommit);
 
 constexpr uint8_t kFlagHasTtl = 1;
 constexpr uint8_t kFlagHasIfVersion = 2;
@@ -46,6 +67,10 @@ struct Command {
     uint8_t flags = 0;
     /* Identifies the waiting caller; opaque to the state machine. */
     uint64_t request_id = 0;
+    /* The caller's session (node id << 48 | sequence) and its node's
+     * incarnation (Unix µs when that node's shared memory was created). */
+    uint64_t session = 0;
+    int64_t epoch = 0;
     std::string name;  /* map or counter name */
     std::string key;   /* map key */
     std::string value; /* map value bytes */
@@ -64,7 +89,7 @@ struct Command {
  * reads, so TTL expiry is decided identically on every replica. */
 struct EntryHeader {
     static constexpr uint32_t kMagic = 0x41544d58; /* "ATMX" */
-    static constexpr uint8_t kFormat = 1;
+    static constexpr uint8_t kFormat = 2;
     int64_t stamp_us = 0;
     uint32_t count = 0;
 };
@@ -102,6 +127,18 @@ class EntryReader {
     EntryHeader header_;
     uint32_t read_ = 0;
 };
+
+/* One write of a map_commit, and the list's encoding (in Command::value). */
+struct MapCommitOp {
+    bool remove = false;
+    std::string key;
+    std::string value;
+    bool has_if_version = false;
+    int64_t if_version = 0;
+    int64_t ttl_us = 0; /* 0: no ttl */
+};
+void encode_commit_ops(const std::vector<MapCommitOp> &ops, std::string &out);
+std::vector<MapCommitOp> decode_commit_ops(const std::string &data);
 
 /* Decodes one stand-alone command (as written by encode_command). */
 Command decode_command(const void *data, size_t len);

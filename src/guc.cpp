@@ -25,6 +25,8 @@ int atomix_unavailable_timeout_ms = 10000;
 char *atomix_initial_cluster = NULL;
 int atomix_replication_factor = 3;
 char *atomix_cluster_secret = NULL;
+int atomix_session_timeout_ms = 10000;
+int atomix_id_block_size = 1000;
 
 static const struct config_enum_entry read_consistency_options[] = {
     {"linearizable", ATOMIX_READ_LINEARIZABLE, false},
@@ -97,6 +99,18 @@ void atomix_define_gucs(void)
         "atomix.cluster_secret", "Shared secret every node must prove it holds.",
         "Required when the cluster has more than one node.", &atomix_cluster_secret, "",
         PGC_POSTMASTER, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.session_timeout",
+        "How long a node's sessions outlive their last renewal when the node is cut off or dead.",
+        "Their locks, candidacies and permits are released after this much log time.",
+        &atomix_session_timeout_ms, 10000, 1000, 300 * 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL,
+        NULL, NULL);
+
+    DefineCustomIntVariable(
+        "atomix.id_block_size", "Ids each node reserves at once for atomix.next_id().",
+        "Larger blocks mean fewer Raft round trips and bigger gaps after a restart.",
+        &atomix_id_block_size, 1000, 1, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
     MarkGUCPrefixReserved("atomix");
 }

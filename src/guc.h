@@ -21,6 +21,8 @@ extern int atomix_unavailable_timeout_ms;
 extern char *atomix_initial_cluster;
 extern int atomix_replication_factor;
 extern char *atomix_cluster_secret;
+extern int atomix_session_timeout_ms;
+extern int atomix_id_block_size;
 
 void atomix_define_gucs(void);
 

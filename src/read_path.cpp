@@ -22,15 +22,20 @@ namespace atomix {
 static constexpr int kMaxPlans = 256; /* atomix.partitions upper bound */
 static SPIPlanPtr map_get_plans[kMaxPlans];
 static SPIPlanPtr counter_get_plans[kMaxPlans];
+static SPIPlanPtr object_get_plans[kMaxPlans];
 static SPIPlanPtr map_size_plan;
 static SPIPlanPtr map_entries_plan;
+static SPIPlanPtr set_members_plan;
 
 /* Must run inside SPI (called from within a pg_guard). */
-static SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs)
+static const Oid kTextTextChar[3] = {TEXTOID, TEXTOID, CHAROID};
+static const Oid kTextChar[2] = {TEXTOID, CHAROID};
+
+static SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs,
+                              const Oid *types = kTextTextChar)
 {
     if (*slot == NULL) {
-        Oid types[2] = {TEXTOID, TEXTOID};
-        SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
+        SPIPlanPtr plan = SPI_prepare(sql, nargs, const_cast<Oid *>(types));
         if (plan == NULL)
             elog(ERROR, "atomix: SPI_prepare failed for \"%s\": %s", sql,
                  SPI_result_code_string(SPI_result));
@@ -53,7 +58,7 @@ static Datum text_arg(const std::string &s)
     return PointerGetDatum(cstring_to_text_with_len(s.data(), (int)s.size()));
 }
 
-MapLookup read_map_entry(int32_t partition, const std::string &map, const std::string &key)
+MapLookup read_map_entry(int32_t partition, char kind, const std::string &map, const std::string &key)
 {
     MapLookup out;
     MemoryContext caller = CurrentMemoryContext;
@@ -61,11 +66,11 @@ MapLookup read_map_entry(int32_t partition, const std::string &map, const std::s
         char sql[160];
         snprintf(sql, sizeof(sql),
                  "SELECT value, version, expires_at FROM atomix.map_data_p%d "
-                 "WHERE map = $1 AND key = $2",
+                 "WHERE map = $1 AND key = $2 AND kind = $3",
                  (int)partition);
-        Datum args[2] = {text_arg(map), text_arg(key)};
+        Datum args[3] = {text_arg(map), text_arg(key), CharGetDatum(kind)};
         SPI_connect();
-        SPIPlanPtr plan = cached_plan(&map_get_plans[partition], sql, 2);
+        SPIPlanPtr plan = cached_plan(&map_get_plans[partition], sql, 3);
         run_latest(plan, args, 1);
         if (SPI_processed == 1) {
             HeapTuple tuple = SPI_tuptable->vals[0];
@@ -86,14 +91,15 @@ MapLookup read_map_entry(int32_t partition, const std::string &map, const std::s
     return out;
 }
 
-int64_t read_map_size(const std::string &map)
+int64_t read_map_size(char kind, const std::string &map)
 {
     int64_t count = 0;
     pg_guard([&] {
-        Datum args[1] = {text_arg(map)};
+        Datum args[2] = {text_arg(map), CharGetDatum(kind)};
         SPI_connect();
-        SPIPlanPtr plan =
-            cached_plan(&map_size_plan, "SELECT count(*) FROM atomix.map_data WHERE map = $1", 1);
+        SPIPlanPtr plan = cached_plan(
+            &map_size_plan, "SELECT count(*) FROM atomix.map_data WHERE map = $1 AND kind = $2", 2,
+            kTextChar);
         run_latest(plan, args, 1);
         bool isnull;
         count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
@@ -134,7 +140,8 @@ void read_map_entries(FunctionCallInfo fcinfo, const std::string &map, bool as_t
         SPI_connect();
         SPIPlanPtr plan = cached_plan(&map_entries_plan,
                                       "SELECT key, value, version, expires_at "
-                                      "FROM atomix.map_data WHERE map = $1 ORDER BY key",
+                                      "FROM atomix.map_data WHERE map = $1 AND kind = 'm' "
+                                      "ORDER BY key",
                                       1);
         run_latest(plan, args, 0);
         for (uint64 i = 0; i < SPI_processed; i++) {
@@ -161,6 +168,52 @@ void read_map_entries(FunctionCallInfo fcinfo, const std::string &map, bool as_t
         }
         SPI_finish();
     });
+}
+
+void read_set_members(FunctionCallInfo fcinfo, const std::string &set)
+{
+    pg_guard([&] {
+        InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+        ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+        Datum args[1] = {text_arg(set)};
+        SPI_connect();
+        SPIPlanPtr plan = cached_plan(&set_members_plan,
+                                      "SELECT key FROM atomix.map_data WHERE map = $1 "
+                                      "AND kind = 's' ORDER BY key",
+                                      1);
+        run_latest(plan, args, 0);
+        for (uint64 i = 0; i < SPI_processed; i++) {
+            Datum values[1];
+            bool nulls[1];
+            values[0] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &nulls[0]);
+            tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+        }
+        SPI_finish();
+    });
+}
+
+bool read_object(int32_t partition, char kind, const std::string &name, std::string *state)
+{
+    bool found = false;
+    pg_guard([&] {
+        char sql[128];
+        snprintf(sql, sizeof(sql),
+                 "SELECT state FROM atomix.object_data_p%d WHERE name = $1 AND kind = $2",
+                 (int)partition);
+        Datum args[2] = {text_arg(name), CharGetDatum(kind)};
+        SPI_connect();
+        SPIPlanPtr plan = cached_plan(&object_get_plans[partition], sql, 2, kTextChar);
+        run_latest(plan, args, 1);
+        if (SPI_processed == 1) {
+            bool isnull;
+            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+            bytea *b = DatumGetByteaPP(d);
+            state->assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+            found = true;
+        }
+        SPI_finish();
+    });
+    return found;
 }
 
 } // namespace atomix

@@ -32,13 +32,20 @@ struct MapLookup {
     TimestampTz expires_at = 0;
 };
 
-MapLookup read_map_entry(int32_t partition, const std::string &map, const std::string &key);
-int64_t read_map_size(const std::string &map);
+/* kind: kEntryMap, kEntryValue or kEntrySet (objects.h) */
+MapLookup read_map_entry(int32_t partition, char kind, const std::string &map, const std::string &key);
+int64_t read_map_size(char kind, const std::string &map);
 bool read_counter(int32_t partition, const std::string &name, int64_t *value);
 
 /* Materializes every live entry of `map` (ordered by key) into the SRF's
  * tuplestore; as_text decodes values as text in the database encoding. */
 void read_map_entries(FunctionCallInfo fcinfo, const std::string &map, bool as_text);
+
+/* Materializes the members of `set`, sorted. */
+void read_set_members(FunctionCallInfo fcinfo, const std::string &set);
+
+/* The state blob of a coordination object (objects.h); false when absent. */
+bool read_object(int32_t partition, char kind, const std::string &name, std::string *state);
 
 } // namespace atomix
 

@@ -36,4 +36,15 @@ uint64_t hash_parts(const std::string &a, const std::string &b)
     return h;
 }
 
+std::string routing_key(const std::string &key)
+{
+    size_t open = key.find('{');
+    if (open == std::string::npos)
+        return key;
+    size_t close = key.find('}', open + 1);
+    if (close == std::string::npos || close == open + 1)
+        return key;
+    return key.substr(open + 1, close - open - 1);
+}
+
 } // namespace atomix

@@ -6,8 +6,10 @@ extern "C" {
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
 }
 
+#include "clock.h"
 #include "guc.h"
 #include "shmem.h"
 
@@ -28,7 +30,7 @@ static Size shared_size(void)
 void atomix_shmem_request(void)
 {
     RequestAddinShmemSpace(shared_size());
-    RequestNamedLWLockTranche("atomix", 1);
+    RequestNamedLWLockTranche("atomix", 2);
 }
 
 static void shmem_startup(void)
@@ -42,7 +44,10 @@ static void shmem_startup(void)
     atomix_shared = (AtomixShared *)ShmemInitStruct("atomix", shared_size(), &found);
     if (!found) {
         memset(atomix_shared, 0, shared_size());
-        atomix_shared->lock = &(GetNamedLWLockTranche("atomix"))->lock;
+        LWLockPadded *locks = GetNamedLWLockTranche("atomix");
+        atomix_shared->lock = &locks[0].lock;
+        atomix_shared->id_lock = &locks[1].lock;
+        atomix_shared->epoch_us = (int64)GetCurrentTimestamp() + atomix::kUnixToPgEpochUs;
         atomix_shared->nslots = (uint32)MaxBackends;
         atomix_shared->partitions = atomix_partitions;
         atomix_shared->worker_phase = WORKER_STOPPED;

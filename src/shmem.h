@@ -35,10 +35,16 @@ enum AtomixSlotState {
     SLOT_ABANDONED,
 };
 
+/* 0-8 are the state machine's ResultCodes (state_machine.h). */
 enum AtomixReplyCode {
     REPLY_OK = 0,
     REPLY_NULL = 1,          /* SQL NULL result */
     REPLY_OUT_OF_RANGE = 2,  /* bigint overflow in the state machine */
+    REPLY_SESSION_EXPIRED = 4,
+    REPLY_NOT_FOUND = 5,
+    REPLY_INVALID = 6,
+    REPLY_CONFLICT = 7,
+    REPLY_NOT_OWNER = 8,
     REPLY_NOT_SUBMITTED = 10, /* worker stopped before proposing: not applied */
     REPLY_IN_DOUBT = 11,     /* worker stopped after proposing: may be applied */
     REPLY_UNAVAILABLE = 12,  /* no leader within atomix.unavailable_timeout */
@@ -51,6 +57,37 @@ enum AtomixWorkerPhase {
     WORKER_RUNNING,       /* raft groups started; requests are served */
 };
 
+#define ATOMIX_MAX_PARTITIONS 256 /* atomix.partitions upper bound */
+#define ATOMIX_MAX_NODES 32       /* nodes shown by the topology tables */
+#define ATOMIX_PART_WORDS (ATOMIX_MAX_PARTITIONS / 32)
+
+/* The session of the backend owning a slot (see docs/coordination.md).
+ * Written by the backend under `lock`; the worker reads it to renew and
+ * close sessions and sets `expired` when it can no longer vouch for one. */
+struct AtomixSessionInfo {
+    uint64 id;    /* 0: none yet */
+    bool expired; /* set by the worker: a partition's lease was not renewed */
+    uint32 partitions[ATOMIX_PART_WORDS]; /* partitions the session touched */
+};
+
+/* A session whose backend exited, waiting for the worker to close it in
+ * the partitions it touched. */
+struct AtomixClosedSession {
+    uint64 id;
+    uint32 partitions[ATOMIX_PART_WORDS];
+};
+#define ATOMIX_CLOSED_RING 256
+
+/* A node-local block of ids reserved from an id generator. */
+struct AtomixIdBlock {
+    char name[256]; /* "" = unused */
+    int64 next;
+    int64 end;    /* exclusive */
+    uint64 used;  /* last use, for replacement */
+};
+#define ATOMIX_ID_BLOCKS 128
+#define ATOMIX_MAX_WATCHES 1024
+
 struct AtomixRequestSlot {
     uint32 state;
     uint64 ticket; /* bumped per request so a stale reply is never taken */
@@ -61,11 +98,9 @@ struct AtomixRequestSlot {
     int32 reply_code;
     int64 reply_value;
     char reply_message[ATOMIX_REPLY_MESSAGE];
+    AtomixSessionInfo session;
     char inline_payload[ATOMIX_INLINE_PAYLOAD];
 };
-
-#define ATOMIX_MAX_PARTITIONS 256 /* atomix.partitions upper bound */
-#define ATOMIX_MAX_NODES 32       /* nodes shown by the topology tables */
 
 /* What the worker last saw of one local replica, published after every loop
  * turn for the topology foreign tables (fdw/). */
@@ -98,6 +133,28 @@ struct AtomixShared {
     AtomixReplicaStatus replicas[ATOMIX_MAX_PARTITIONS];
     int32 nnodes;
     AtomixNodeStatus nodes[ATOMIX_MAX_NODES];
+
+    /* sessions: this shared memory's life is the node's incarnation */
+    int64 epoch_us;
+    uint64 session_seq;
+    bool sessions_changed; /* a backend opened a session or touched a new partition */
+    /* until when (Unix µs) the worker vouches for this node's sessions in
+     * each partition: its last acknowledged keep-alive plus most of the
+     * timeout.  A backend touching a partition past it is told its session
+     * expired. */
+    int64 lease_valid_until_us[ATOMIX_MAX_PARTITIONS];
+    uint32 closed_head;
+    uint32 closed_count;
+    AtomixClosedSession closed[ATOMIX_CLOSED_RING];
+
+    LWLock *id_lock; /* protects id_blocks */
+    AtomixIdBlock id_blocks[ATOMIX_ID_BLOCKS];
+    uint64 id_clock;
+
+    /* names (hashed) someone called atomix.watch() for on this node */
+    int32 nwatched;
+    bool watch_all; /* the table overflowed: notify every change */
+    uint64 watched[ATOMIX_MAX_WATCHES];
     uint32 nslots;
     AtomixRequestSlot slots[FLEXIBLE_ARRAY_MEMBER];
 };

@@ -93,4 +93,28 @@ bool ttl_arg(FunctionCallInfo fcinfo, int argno, int64_t *ttl_us)
     return true;
 }
 
+bool timeout_arg(FunctionCallInfo fcinfo, int argno, int64_t *timeout_us)
+{
+    if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+        return false;
+    Interval *iv = PG_GETARG_INTERVAL_P(argno);
+    __int128 us = (__int128)iv->time + (__int128)iv->day * USECS_PER_DAY +
+                  (__int128)iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+    if (us < 0)
+        throw AtomixError(ERRCODE_INVALID_PARAMETER_VALUE, "timeout must not be negative",
+                          "Pass NULL to wait until granted, or 0 to try once without waiting.");
+    *timeout_us = us > (__int128)PG_INT64_MAX / 2 ? PG_INT64_MAX / 2 : (int64_t)us;
+    return true;
+}
+
+int32_t permits_arg(FunctionCallInfo fcinfo, int argno)
+{
+    require_not_null(fcinfo, argno, "permits");
+    int32_t n = PG_GETARG_INT32(argno);
+    if (n <= 0)
+        throw AtomixError(ERRCODE_INVALID_PARAMETER_VALUE, "permits must be greater than zero",
+                          "Pass a positive number of permits.");
+    return n;
+}
+
 } // namespace atomix

@@ -27,6 +27,11 @@ std::string value_arg(FunctionCallInfo fcinfo, int argno);
 int64_t bigint_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 /* An optional ttl: NULL means none; otherwise positive, in microseconds. */
 bool ttl_arg(FunctionCallInfo fcinfo, int argno, int64_t *ttl_us);
+/* An optional wait timeout: NULL means wait forever (returns false);
+ * otherwise >= 0 (0: try once), in microseconds. */
+bool timeout_arg(FunctionCallInfo fcinfo, int argno, int64_t *timeout_us);
+/* A semaphore permit count: not NULL, positive. */
+int32_t permits_arg(FunctionCallInfo fcinfo, int argno);
 
 } // namespace atomix
 

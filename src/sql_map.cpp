@@ -21,6 +21,7 @@ extern "C" {
 #include "read_path.h"
 #include "routing.h"
 #include "shmem.h"
+#include "objects.h"
 #include "sql_args.h"
 
 using namespace atomix;
@@ -101,7 +102,7 @@ static MapLookup lookup(FunctionCallInfo fcinfo)
     std::string key = key_arg(fcinfo, 1);
     int32_t partition = partition_of(map, key);
     read_barrier(partition);
-    return read_map_entry(partition, map, key);
+    return read_map_entry(partition, kEntryMap, map, key);
 }
 
 static text *as_text(bytea *raw)
@@ -173,5 +174,5 @@ ATOMIX_SQL_FUNCTION(atomix_map_size)
     check_session_usable();
     std::string map = name_arg(fcinfo, 0, "map name");
     read_barrier(ATOMIX_ALL_PARTITIONS);
-    PG_RETURN_INT64(read_map_size(map));
+    PG_RETURN_INT64(read_map_size(kEntryMap, map));
 }

@@ -10,25 +10,46 @@
 namespace atomix {
 
 static constexpr uint32_t kSnapshotMagic = 0x41534e50; /* "ASNP" */
-static constexpr uint8_t kSnapshotFormat = 1;
+static constexpr uint8_t kSnapshotFormat = 2;
 static constexpr uint8_t kRecordMapEntry = 1;
 static constexpr uint8_t kRecordCounter = 2;
 static constexpr uint8_t kRecordRequest = 3;
+static constexpr uint8_t kRecordObject = 4;
 static constexpr uint8_t kRecordEnd = 0xff;
 
-std::optional<int64_t> StateMachine::next_expiry()
+static const char *entry_kind_name(char kind)
 {
-    if (!next_expiry_known_) {
-        next_expiry_ = storage_.map_next_expiry();
-        next_expiry_known_ = true;
-    }
-    return next_expiry_;
+    return kind == kEntryValue ? "value" : kind == kEntrySet ? "set" : "map";
 }
 
-void StateMachine::note_expiry(int64_t expires_at_us)
+std::optional<int64_t> StateMachine::next_deadline()
 {
-    if (next_expiry_known_ && (!next_expiry_ || expires_at_us < *next_expiry_))
-        next_expiry_ = expires_at_us;
+    if (!next_deadline_known_) {
+        std::optional<int64_t> a = storage_.map_next_expiry();
+        std::optional<int64_t> b = storage_.object_next_deadline();
+        next_deadline_ = a && b ? std::min(*a, *b) : a ? a : b;
+        next_deadline_known_ = true;
+    }
+    return next_deadline_;
+}
+
+void StateMachine::note_deadline(int64_t at_us)
+{
+    if (next_deadline_known_ && (!next_deadline_ || at_us < *next_deadline_))
+        next_deadline_ = at_us;
+}
+
+void StateMachine::emit(const char *kind, const std::string &name, const std::string &key,
+                        const char *event, int64_t version)
+{
+    if (events_)
+        events_->push_back(WatchEvent{kind, name, key, event, version});
+}
+
+void StateMachine::settle(uint64_t request_id, ResultCode code, int64_t value)
+{
+    if (settled_ && request_id != 0)
+        settled_->push_back(CommandResult{request_id, code, value});
 }
 
 bool StateMachine::apply(uint64_t index, const void *data, size_t len,
@@ -59,10 +80,14 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
 
     /* Log time never goes backwards, even if a new leader's clock is behind. */
     int64_t now = std::max(meta.log_time_us, stamp);
-    std::optional<int64_t> expiry = next_expiry();
-    if (expiry && *expiry <= now) {
-        storage_.map_purge_expired(now);
-        next_expiry_known_ = false;
+    settled_ = &results;
+    Context ctx{index, 0, now};
+    std::optional<int64_t> deadline = next_deadline();
+    if (deadline && *deadline <= now) {
+        for (const EntryKey &k : storage_.map_purge_expired(now))
+            emit(entry_kind_name(k.kind), k.map, k.key, "expire", ctx.version());
+        settle_deadlines(ctx);
+        next_deadline_known_ = false;
     }
 
     /* Forget old request ids at log-time minute boundaries: the same log
@@ -81,11 +106,14 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
                 continue;
             }
         }
-        CommandResult r = execute(cmd, index, i, now);
+        ctx.position = i;
+        /* settlements of other requests go to `results` first */
+        CommandResult r = execute(cmd, ctx);
         results.push_back(r);
         if (request_log_ && cmd.request_id != 0 && cmd.op != Op::Barrier)
             records.push_back(RequestRecord{cmd.request_id, static_cast<uint8_t>(r.code), r.value, now});
     }
+    settled_ = nullptr;
     if (!records.empty())
         storage_.request_record(records);
 
@@ -95,16 +123,33 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
     return true;
 }
 
-CommandResult StateMachine::map_write(const Command &cmd, int64_t version, int64_t now_us)
+CommandResult StateMachine::map_write(const Command &cmd, char kind, const std::string &key,
+                                      int64_t version, int64_t now_us)
 {
     CommandResult r;
     r.request_id = cmd.request_id;
+    bool is_put = cmd.op == Op::MapPut || cmd.op == Op::ValueSet;
+    bool is_remove = cmd.op == Op::MapRemove || cmd.op == Op::ValueDelete;
     /* a plain put overwrites whatever is there: no need to read it */
-    bool needs_current = cmd.op != Op::MapPut || cmd.has_if_version();
+    bool needs_current = !is_put || cmd.has_if_version();
     std::optional<MapRow> current;
     if (needs_current)
-        current = storage_.map_get(cmd.name, cmd.key);
+        current = storage_.map_get(kind, cmd.name, key);
 
+    if (is_remove) {
+        if (!current || (cmd.has_if_version() && current->version != cmd.if_version)) {
+            r.value = 0;
+            return r;
+        }
+        storage_.map_remove(kind, cmd.name, key);
+        emit(entry_kind_name(kind), cmd.name, key, "remove", version);
+        r.value = 1;
+        return r;
+    }
+    if (is_put && cmd.has_if_version() && (!current || current->version != cmd.if_version)) {
+        r.code = ResultCode::Null;
+        return r;
+    }
     switch (cmd.op) {
     case Op::MapInsert:
         if (current) {
@@ -112,20 +157,6 @@ CommandResult StateMachine::map_write(const Command &cmd, int64_t version, int64
             return r;
         }
         break;
-    case Op::MapPut:
-        if (cmd.has_if_version() && (!current || current->version != cmd.if_version)) {
-            r.code = ResultCode::Null;
-            return r;
-        }
-        break;
-    case Op::MapRemove:
-        if (!current || (cmd.has_if_version() && current->version != cmd.if_version)) {
-            r.value = 0;
-            return r;
-        }
-        storage_.map_remove(cmd.name, cmd.key);
-        r.value = 1;
-        return r;
     default:
         break;
     }
@@ -137,27 +168,149 @@ CommandResult StateMachine::map_write(const Command &cmd, int64_t version, int64
         /* saturate instead of overflowing for absurd (but valid) intervals */
         int64_t limit = std::numeric_limits<int64_t>::max() - now_us;
         row.expires_at_us = now_us + std::min(cmd.ttl_us, limit);
-        note_expiry(*row.expires_at_us);
+        note_deadline(*row.expires_at_us);
     }
-    storage_.map_put(cmd.name, cmd.key, row);
+    storage_.map_put(kind, cmd.name, key, row);
+    emit(entry_kind_name(kind), cmd.name, key, "put", version);
     r.value = version;
     return r;
 }
 
-CommandResult StateMachine::execute(const Command &cmd, uint64_t index, uint32_t position,
-                                    int64_t now_us)
+/* set_add is true when the element was not there; set_remove when it was. */
+CommandResult StateMachine::set_write(const Command &cmd, const Context &ctx)
 {
     CommandResult r;
     r.request_id = cmd.request_id;
-    int64_t version = make_version(index, position);
+    bool present = storage_.map_get(kEntrySet, cmd.name, cmd.key).has_value();
+    if (cmd.op == Op::SetRemove) {
+        if (present) {
+            storage_.map_remove(kEntrySet, cmd.name, cmd.key);
+            emit("set", cmd.name, cmd.key, "remove", ctx.version());
+        }
+        r.value = present ? 1 : 0;
+        return r;
+    }
+    if (present)
+        return r; /* value 0: already a member, its ttl unchanged */
+    MapRow row;
+    row.version = ctx.version();
+    if (cmd.has_ttl()) {
+        int64_t limit = std::numeric_limits<int64_t>::max() - ctx.now_us;
+        row.expires_at_us = ctx.now_us + std::min(cmd.ttl_us, limit);
+        note_deadline(*row.expires_at_us);
+    }
+    storage_.map_put(kEntrySet, cmd.name, cmd.key, row);
+    emit("set", cmd.name, cmd.key, "put", ctx.version());
+    r.value = 1;
+    return r;
+}
+
+/* All or nothing: every if_version is checked against the state before the
+ * commit, then every write is applied with the commit's version. */
+CommandResult StateMachine::map_commit(const Command &cmd, const Context &ctx)
+{
+    CommandResult r;
+    r.request_id = cmd.request_id;
+    std::vector<MapCommitOp> ops;
+    try {
+        ops = decode_commit_ops(cmd.value);
+    } catch (const DecodeError &) {
+        r.code = ResultCode::Invalid; /* every replica refuses it alike */
+        return r;
+    }
+    for (const MapCommitOp &op : ops) {
+        if (!op.has_if_version)
+            continue;
+        std::optional<MapRow> current = storage_.map_get(kEntryMap, cmd.name, op.key);
+        if (!current || current->version != op.if_version) {
+            r.code = ResultCode::Null;
+            return r;
+        }
+    }
+    int64_t version = ctx.version();
+    for (const MapCommitOp &op : ops) {
+        if (op.remove) {
+            if (storage_.map_remove(kEntryMap, cmd.name, op.key))
+                emit("map", cmd.name, op.key, "remove", version);
+            continue;
+        }
+        MapRow row;
+        row.value = op.value;
+        row.version = version;
+        if (op.ttl_us > 0) {
+            int64_t limit = std::numeric_limits<int64_t>::max() - ctx.now_us;
+            row.expires_at_us = ctx.now_us + std::min(op.ttl_us, limit);
+            note_deadline(*row.expires_at_us);
+        }
+        storage_.map_put(kEntryMap, cmd.name, op.key, row);
+        emit("map", cmd.name, op.key, "put", version);
+    }
+    r.value = version;
+    return r;
+}
+
+/* Hands out [next, next + block): ids start at 1. */
+CommandResult StateMachine::id_reserve(const Command &cmd)
+{
+    CommandResult r;
+    r.request_id = cmd.request_id;
+    std::optional<ObjectRow> row = storage_.object_get(kKindIdGenerator, cmd.name);
+    int64_t next = row ? decode_i64(row->state) : 1;
+    int64_t after;
+    if (cmd.arg1 <= 0 || __builtin_add_overflow(next, cmd.arg1, &after)) {
+        r.code = ResultCode::OutOfRange;
+        return r;
+    }
+    storage_.object_put(kKindIdGenerator, cmd.name, ObjectRow{encode_i64(after), std::nullopt});
+    r.value = next;
+    return r;
+}
+
+CommandResult StateMachine::execute(const Command &cmd, const Context &ctx)
+{
+    CommandResult r;
+    r.request_id = cmd.request_id;
+    int64_t version = ctx.version();
 
     switch (cmd.op) {
     case Op::MapPut:
     case Op::MapInsert:
     case Op::MapRemove:
-        return map_write(cmd, version, now_us);
+        return map_write(cmd, kEntryMap, cmd.key, version, ctx.now_us);
+    case Op::ValueSet:
+    case Op::ValueDelete:
+        return map_write(cmd, kEntryValue, std::string(), version, ctx.now_us);
+    case Op::SetAdd:
+    case Op::SetRemove:
+        return set_write(cmd, ctx);
+    case Op::MapCommit:
+        return map_commit(cmd, ctx);
+    case Op::IdReserve:
+        return id_reserve(cmd);
+    case Op::SessionKeepAlive:
+        return keep_alive(cmd, ctx);
+    case Op::SessionClose:
+        return session_close(cmd, ctx);
+    case Op::LockAcquire:
+        return lock_acquire(cmd, ctx);
+    case Op::LockRelease:
+        return lock_release(cmd, ctx);
+    case Op::WaitCancel:
+        return wait_cancel(cmd, ctx);
+    case Op::SemaphoreCreate:
+        return semaphore_create(cmd);
+    case Op::SemaphoreAcquire:
+        return semaphore_acquire(cmd, ctx);
+    case Op::SemaphoreRelease:
+        return semaphore_release(cmd, ctx);
+    case Op::ElectionEnter:
+    case Op::ElectionWithdraw:
+    case Op::ElectionAnoint:
+    case Op::ElectionPromote:
+    case Op::ElectionEvict:
+        return election_change(cmd, ctx);
     case Op::MapClear:
-        r.value = storage_.map_clear(cmd.name);
+        r.value = storage_.map_clear(kEntryMap, cmd.name);
         return r;
     case Op::CounterSet: {
         r.value = storage_.counter_get(cmd.name).value_or(0);
@@ -186,7 +339,7 @@ CommandResult StateMachine::execute(const Command &cmd, uint64_t index, uint32_t
         return r;
     }
     case Op::Barrier:
-        r.value = static_cast<int64_t>(index);
+        r.value = static_cast<int64_t>(ctx.index);
         return r;
     }
     return r;
@@ -203,6 +356,7 @@ std::string StateMachine::snapshot()
     w.i64(meta.log_time_us);
     storage_.for_each_map_entry([&](const MapEntry &e) {
         w.u8(kRecordMapEntry);
+        w.u8(static_cast<uint8_t>(e.kind));
         w.bytes(e.map);
         w.bytes(e.key);
         w.bytes(e.row.value);
@@ -221,6 +375,14 @@ std::string StateMachine::snapshot()
         w.u8(q.code);
         w.i64(q.value);
         w.i64(q.recorded_at_us);
+    });
+    storage_.for_each_object([&](const ObjectKey &k, const ObjectRow &row) {
+        w.u8(kRecordObject);
+        w.u8(static_cast<uint8_t>(k.kind));
+        w.bytes(k.name);
+        w.bytes(row.state);
+        w.u8(row.deadline_us ? 1 : 0);
+        w.i64(row.deadline_us.value_or(0));
     });
     w.u8(kRecordEnd);
     return out;
@@ -245,12 +407,14 @@ bool StateMachine::restore(const void *data, size_t len)
     std::vector<MapEntry> entries;
     std::vector<CounterRow> counters;
     std::vector<RequestRecord> requests;
+    std::vector<std::pair<ObjectKey, ObjectRow>> objects;
     for (;;) {
         uint8_t kind = r.u8();
         if (kind == kRecordEnd)
             break;
         if (kind == kRecordMapEntry) {
             MapEntry e;
+            e.kind = static_cast<char>(r.u8());
             e.map = r.bytes();
             e.key = r.bytes();
             e.row.value = r.bytes();
@@ -272,6 +436,16 @@ bool StateMachine::restore(const void *data, size_t len)
             q.value = r.i64();
             q.recorded_at_us = r.i64();
             requests.push_back(q);
+        } else if (kind == kRecordObject) {
+            std::pair<ObjectKey, ObjectRow> o;
+            o.first.kind = static_cast<char>(r.u8());
+            o.first.name = r.bytes();
+            o.second.state = r.bytes();
+            bool has_deadline = r.u8() != 0;
+            int64_t deadline = r.i64();
+            if (has_deadline)
+                o.second.deadline_us = deadline;
+            objects.push_back(std::move(o));
         } else {
             throw DecodeError("unknown record in atomix snapshot");
         }
@@ -279,13 +453,15 @@ bool StateMachine::restore(const void *data, size_t len)
 
     storage_.clear_all();
     for (const MapEntry &e : entries)
-        storage_.map_put(e.map, e.key, e.row);
+        storage_.map_put(e.kind, e.map, e.key, e.row);
     for (const CounterRow &c : counters)
         storage_.counter_put(c.name, c.value);
     if (!requests.empty())
         storage_.request_record(requests);
+    for (const auto &o : objects)
+        storage_.object_put(o.first.kind, o.first.name, o.second);
     storage_.store_meta(snap);
-    next_expiry_known_ = false;
+    next_deadline_known_ = false;
     return true;
 }
 

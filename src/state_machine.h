@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "codec.h"
+#include "objects.h"
 
 namespace atomix {
 
@@ -43,7 +44,15 @@ struct MapRow {
     std::optional<int64_t> expires_at_us;
 };
 
+/* One keyed entry: kind is kEntryMap, kEntryValue or kEntrySet. */
+struct EntryKey {
+    char kind = kEntryMap;
+    std::string map;
+    std::string key;
+};
+
 struct MapEntry {
+    char kind = kEntryMap;
     std::string map;
     std::string key;
     MapRow row;
@@ -52,6 +61,17 @@ struct MapEntry {
 struct CounterRow {
     std::string name;
     int64_t value = 0;
+};
+
+/* A coordination object row (objects.h has the blob formats). */
+struct ObjectRow {
+    std::string state;
+    std::optional<int64_t> deadline_us; /* log time it next needs attention */
+};
+
+struct ObjectKey {
+    char kind = 0;
+    std::string name;
 };
 
 /* The outcome of an applied client command, kept for a while so that a
@@ -78,13 +98,21 @@ class PartitionStorage {
     virtual PartitionMeta load_meta() = 0;
     virtual void store_meta(const PartitionMeta &meta) = 0;
 
-    virtual std::optional<MapRow> map_get(const std::string &map, const std::string &key) = 0;
-    virtual void map_put(const std::string &map, const std::string &key, const MapRow &row) = 0;
-    virtual bool map_remove(const std::string &map, const std::string &key) = 0;
-    virtual int64_t map_clear(const std::string &map) = 0;
-    /* Removes entries with expires_at <= now; returns how many. */
-    virtual int64_t map_purge_expired(int64_t now_us) = 0;
+    /* Keyed entries of maps, values and sets (kind tells which). */
+    virtual std::optional<MapRow> map_get(char kind, const std::string &map, const std::string &key) = 0;
+    virtual void map_put(char kind, const std::string &map, const std::string &key, const MapRow &row) = 0;
+    virtual bool map_remove(char kind, const std::string &map, const std::string &key) = 0;
+    virtual int64_t map_clear(char kind, const std::string &map) = 0;
+    /* Removes entries with expires_at <= now; returns which. */
+    virtual std::vector<EntryKey> map_purge_expired(int64_t now_us) = 0;
     virtual std::optional<int64_t> map_next_expiry() = 0;
+
+    virtual std::optional<ObjectRow> object_get(char kind, const std::string &name) = 0;
+    virtual void object_put(char kind, const std::string &name, const ObjectRow &row) = 0;
+    virtual void object_remove(char kind, const std::string &name) = 0;
+    /* Objects whose deadline <= now, by (deadline, kind, name). */
+    virtual std::vector<ObjectKey> objects_due(int64_t now_us) = 0;
+    virtual std::optional<int64_t> object_next_deadline() = 0;
 
     virtual std::optional<int64_t> counter_get(const std::string &name) = 0;
     virtual void counter_put(const std::string &name, int64_t value) = 0;
@@ -97,6 +125,8 @@ class PartitionStorage {
     virtual void for_each_map_entry(const std::function<void(const MapEntry &)> &fn) = 0;
     virtual void for_each_counter(const std::function<void(const CounterRow &)> &fn) = 0;
     virtual void for_each_request(const std::function<void(const RequestRecord &)> &fn) = 0;
+    virtual void for_each_object(
+        const std::function<void(const ObjectKey &, const ObjectRow &)> &fn) = 0;
     virtual void clear_all() = 0;
 };
 
@@ -104,6 +134,14 @@ enum class ResultCode : uint8_t {
     Ok = 0,
     Null = 1,       /* the SQL result is NULL (version mismatch, key exists) */
     OutOfRange = 2, /* counter arithmetic would overflow bigint */
+    /* The caller waits: a later apply answers the same request id (a lock
+     * or permits granted, or the wait timed out). */
+    Pending = 3,
+    SessionExpired = 4, /* the caller's session was closed or expired */
+    NotFound = 5,       /* the semaphore does not exist */
+    Invalid = 6,        /* more permits than the semaphore has */
+    Conflict = 7,       /* the candidate id belongs to another session */
+    NotOwner = 8,       /* withdrawing another session's candidate */
 };
 
 struct CommandResult {
@@ -112,6 +150,18 @@ struct CommandResult {
     int64_t value = 0; /* version, count, counter value or 0/1 */
 };
 
+/* A change a watch reports (see docs/coordination.md for the payload). */
+struct WatchEvent {
+    const char *kind = ""; /* map, value, set, lock, election */
+    std::string name;
+    std::string key;
+    const char *event = ""; /* put, remove, expire, acquired, released, leader, candidates */
+    int64_t version = 0;
+};
+
+/* Until a node's keep-alive says otherwise, its sessions expire after this. */
+constexpr int64_t kDefaultSessionTimeoutUs = 10LL * 1000000;
+
 class StateMachine {
   public:
     explicit StateMachine(PartitionStorage &storage) : storage_(storage) {}
@@ -119,7 +169,9 @@ class StateMachine {
     /* Applies the packed entry at raft `index`.  Returns false, changing
      * nothing, when the storage already holds that index.  A malformed entry
      * is skipped (every replica skips it the same way) and reported through
-     * `malformed`.  One result per command is appended to `results`. */
+     * `malformed`.  One result per command is appended to `results`, plus
+     * one for every earlier Pending request the entry settles (grants,
+     * timeouts, waiters of closed sessions). */
     bool apply(uint64_t index, const void *data, size_t len, std::vector<CommandResult> &results,
                bool *malformed = nullptr);
 
@@ -137,26 +189,87 @@ class StateMachine {
      * skips the cost. */
     void set_request_log(bool enabled) { request_log_ = enabled; }
 
-    std::optional<int64_t> next_expiry();
+    /* Changes applied from now on are appended here (nullptr: none). */
+    void set_event_sink(std::vector<WatchEvent> *events) { events_ = events; }
 
-    /* The cached next expiry without touching storage; false when unknown
+    /* The earliest log time at which something expires or times out (an
+     * entry's ttl, a waiter's timeout, a node lease): the leader proposes an
+     * empty entry then, so applying it settles them on every replica. */
+    std::optional<int64_t> next_deadline();
+
+    /* The cached next deadline without touching storage; false when unknown
      * (the worker asks inside its apply transaction, then uses this). */
-    bool cached_next_expiry(std::optional<int64_t> *out) const
+    bool cached_next_deadline(std::optional<int64_t> *out) const
     {
-        if (next_expiry_known_)
-            *out = next_expiry_;
-        return next_expiry_known_;
+        if (next_deadline_known_)
+            *out = next_deadline_;
+        return next_deadline_known_;
     }
 
   private:
-    CommandResult execute(const Command &cmd, uint64_t index, uint32_t position, int64_t now_us);
-    CommandResult map_write(const Command &cmd, int64_t version, int64_t now_us);
-    void note_expiry(int64_t expires_at_us);
+    /* Where the command being applied sits, for versions and tokens. */
+    struct Context {
+        uint64_t index = 0;
+        uint32_t position = 0;
+        int64_t now_us = 0;
+        int64_t version() const { return make_version(index, position); }
+    };
+
+    CommandResult execute(const Command &cmd, const Context &ctx);
+    CommandResult map_write(const Command &cmd, char kind, const std::string &key, int64_t version,
+                            int64_t now_us);
+    CommandResult set_write(const Command &cmd, const Context &ctx);
+    CommandResult map_commit(const Command &cmd, const Context &ctx);
+    CommandResult id_reserve(const Command &cmd);
+    void note_deadline(int64_t at_us);
+    void emit(const char *kind, const std::string &name, const std::string &key,
+              const char *event, int64_t version);
+    void settle(uint64_t request_id, ResultCode code, int64_t value);
+
+    /* sm_sessions.cpp */
+    void settle_deadlines(const Context &ctx);
+    ResultCode open_session(const Command &cmd, const Context &ctx);
+    void add_session_ref(uint64_t session, char kind, const std::string &name);
+    void drop_session_ref(uint64_t session, char kind, const std::string &name);
+    void close_session(uint64_t session, const Context &ctx, ResultCode waiters_get);
+    NodeLease load_node(uint32_t node, bool *found, std::optional<int64_t> *deadline);
+    void store_node(uint32_t node, const NodeLease &lease, std::optional<int64_t> deadline);
+    void expire_node(uint32_t node, const Context &ctx);
+    CommandResult keep_alive(const Command &cmd, const Context &ctx);
+    CommandResult session_close(const Command &cmd, const Context &ctx);
+
+    /* sm_locks.cpp */
+    CommandResult lock_acquire(const Command &cmd, const Context &ctx);
+    CommandResult lock_release(const Command &cmd, const Context &ctx);
+    CommandResult wait_cancel(const Command &cmd, const Context &ctx);
+    bool cancelled_before_arrival(const Command &cmd);
+    void remember_cancel(uint64_t waiting, char kind, const Context &ctx);
+    void store_lock(const std::string &name, const LockState &lock, const Context &ctx);
+    void grant_lock(const std::string &name, LockState &lock, const Context &ctx);
+    void release_lock(const std::string &name, LockState &lock, const Context &ctx);
+    void timeout_lock(const std::string &name, const Context &ctx);
+    void lock_leave_session(const std::string &name, uint64_t session, const Context &ctx,
+                            ResultCode waiters_get);
+    CommandResult semaphore_create(const Command &cmd);
+    CommandResult semaphore_acquire(const Command &cmd, const Context &ctx);
+    CommandResult semaphore_release(const Command &cmd, const Context &ctx);
+    void store_semaphore(const std::string &name, const SemaphoreState &sem);
+    void grant_permits(const std::string &name, SemaphoreState &sem);
+    void timeout_semaphore(const std::string &name, const Context &ctx);
+    void semaphore_leave_session(const std::string &name, uint64_t session, ResultCode waiters_get);
+
+    /* sm_elections.cpp */
+    CommandResult election_change(const Command &cmd, const Context &ctx);
+    void election_leave_session(const std::string &name, uint64_t session, const Context &ctx);
+    void store_election(const std::string &name, const ElectionState &before,
+                        ElectionState &after, const Context &ctx);
 
     PartitionStorage &storage_;
-    bool next_expiry_known_ = false;
+    bool next_deadline_known_ = false;
     bool request_log_ = true;
-    std::optional<int64_t> next_expiry_;
+    std::optional<int64_t> next_deadline_;
+    std::vector<WatchEvent> *events_ = nullptr;
+    std::vector<CommandResult> *settled_ = nullptr; /* during apply */
 };
 
 } // namespace atomix

@@ -1,0 +1,162 @@
+/*
+ * sessions.cpp — the worker's part in sessions (docs/coordination.md):
+ * renewing this node's sessions in batches, closing the sessions of exited
+ * backends, flagging sessions it can no longer vouch for, and taking the
+ * waiter of a backend that stopped waiting out of its queue.
+ */
+extern "C" {
+#include "postgres.h"
+}
+
+#include "clock.h"
+#include "guc.h"
+#include "le_bytes.h"
+#include "shmem.h"
+#include "worker.h"
+
+namespace atomix {
+
+static int64_t session_timeout_us() { return (int64_t)atomix_session_timeout_ms * 1000; }
+
+/* How long after sending an acknowledged keep-alive the node still vouches
+ * for its sessions: a little less than the timeout, so a backend learns its
+ * session is gone no later than the cluster decides it (clock skew between
+ * nodes eats into the difference). */
+static int64_t vouch_for_us() { return session_timeout_us() * 7 / 8; }
+
+uint64_t Worker::propose_internal(int32_t partition, Command cmd)
+{
+    cmd.request_id = new_request_id();
+    QueuedCommand qc;
+    qc.request_id = cmd.request_id;
+    encode_command(cmd, qc.encoded);
+    qc.origin = cluster_->self().id;
+    qc.deadline_us = unix_now_us() + (int64_t)atomix_unavailable_timeout_ms * 1000;
+    enqueue(*partitions_[(size_t)partition], std::move(qc));
+    return cmd.request_id;
+}
+
+void Worker::send_keep_alives(const SessionSnapshot &live, int64_t now_us, bool all)
+{
+    for (size_t p = 0; p < partitions_.size(); p++) {
+        bool has = !live.by_partition[p].empty();
+        bool had = had_sessions_[p] != 0;
+        /* `all`: the round is due, or this is the worker's first (it
+         * announces the node's incarnation everywhere, closing sessions of
+         * a previous life at once).  Otherwise only partitions that just got
+         * their first session. */
+        if (!(all ? (has || had || !epoch_announced_) : (has && !had)))
+            continue;
+        Command ka;
+        ka.op = Op::SessionKeepAlive;
+        ka.arg1 = (int64_t)cluster_->self().id;
+        ka.epoch = node_epoch_us();
+        ka.ttl_us = session_timeout_us();
+        ka.arg2 = (int64_t)(live.max_seq & 0xffffffffffffULL);
+        for (uint64_t id : live.by_partition[p])
+            put_le64(ka.value, id);
+        uint64_t id = propose_internal((int32_t)p, std::move(ka));
+        keep_alives_[id] = KeepAliveSent{(int32_t)p, now_us};
+        had_sessions_[p] = has ? 1 : 0;
+    }
+}
+
+void Worker::maintain_sessions(int64_t now_us)
+{
+    if (had_sessions_.size() != partitions_.size())
+        had_sessions_.assign(partitions_.size(), 0);
+
+    Command close;
+    close.op = Op::SessionClose;
+    close.epoch = node_epoch_us();
+    for (const ClosedSessionInfo &c : take_closed_sessions()) {
+        close.session = c.id;
+        for (int32_t p : c.partitions)
+            if (p < (int32_t)partitions_.size())
+                propose_internal(p, close);
+    }
+
+    bool due = now_us >= next_keep_alive_us_ || !epoch_announced_;
+    if (sessions_changed() || due) {
+        SessionSnapshot live;
+        scan_sessions((int32_t)partitions_.size(), live);
+        send_keep_alives(live, now_us, due);
+        if (due) {
+            next_keep_alive_us_ = now_us + session_timeout_us() / 4;
+            epoch_announced_ = true;
+            for (auto it = keep_alives_.begin(); it != keep_alives_.end();)
+                it = it->second.sent_us < now_us - 60 * 1000000LL ? keep_alives_.erase(it) : std::next(it);
+        }
+    }
+
+    /* A partition whose keep-alives stopped being acknowledged: the cluster
+     * may expire our sessions there any moment, so stop vouching for them
+     * and release what they hold everywhere else too. */
+    for (size_t p = 0; p < partitions_.size(); p++) {
+        if (!had_sessions_[p] || lease_valid_until((int32_t)p) >= now_us)
+            continue;
+        for (const ClosedSessionInfo &c : expire_sessions_in((int32_t)p)) {
+            ereport(LOG, (errmsg("atomix: session %llu expired: partition %d did not renew it "
+                                 "within atomix.session_timeout",
+                                 (unsigned long long)c.id, (int)p)));
+            close.session = c.id;
+            for (int32_t q : c.partitions)
+                if (q < (int32_t)partitions_.size())
+                    propose_internal(q, close);
+        }
+    }
+}
+
+void Worker::on_internal_result(uint64_t request_id, int code)
+{
+    (void)code;
+    auto it = keep_alives_.find(request_id);
+    if (it == keep_alives_.end())
+        return;
+    extend_lease(it->second.partition, it->second.sent_us + vouch_for_us());
+    keep_alives_.erase(it);
+}
+
+void Worker::track_wait(const TakenRequest &t, uint64_t request_id, int32_t partition)
+{
+    if (t.payload.empty())
+        return;
+    Op op = static_cast<Op>(static_cast<uint8_t>(t.payload[0]));
+    if (op != Op::LockAcquire && op != Op::SemaphoreAcquire)
+        return;
+    Command cmd = decode_command(t.payload.data(), t.payload.size());
+    bool waits = op == Op::LockAcquire ? cmd.arg1 != 0 : cmd.arg2 != 0;
+    if (!waits)
+        return;
+    PendingWait w;
+    w.slot = t.slot;
+    w.ticket = t.ticket;
+    w.partition = partition;
+    w.cancel.op = Op::WaitCancel;
+    w.cancel.session = cmd.session;
+    w.cancel.epoch = cmd.epoch;
+    w.cancel.name = cmd.name;
+    w.cancel.key = std::string(1, op == Op::LockAcquire ? kKindLock : kKindSemaphore);
+    w.cancel.arg1 = (int64_t)request_id;
+    waits_[request_id] = std::move(w);
+}
+
+/* A backend gave up waiting: take its waiter out (or give back what was
+ * granted to it meanwhile) before its slot is reused, so no ghost waiter
+ * is ever served. */
+void Worker::cancel_abandoned_waits()
+{
+    for (auto it = waits_.begin(); it != waits_.end();) {
+        const PendingWait &w = it->second;
+        if (!slot_abandoned(w.slot, w.ticket)) {
+            ++it;
+            continue;
+        }
+        propose_internal(w.partition, w.cancel);
+        in_flight_.erase(it->first);
+        ready_.push_back(SlotReply{w.slot, w.ticket, REPLY_INTERNAL, 0, std::string()});
+        it = waits_.erase(it);
+    }
+}
+
+} // namespace atomix
