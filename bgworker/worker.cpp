@@ -218,6 +218,7 @@ void Worker::resolve(uint64_t request_id, int code, int64_t value, const std::st
     else if (req->code == REPLY_OK) {
         req->code = code;
         req->message = message;
+        req->sum = value; /* some refusals carry a detail (a semaphore's size) */
     }
     if (--req->parts_pending > 0)
         return;

@@ -93,7 +93,7 @@ CREATE ROLE atomix_reader LOGIN;
 SET ROLE atomix_reader;
 SELECT map, key, convert_from(value, 'UTF8') AS value FROM atomix.map_data WHERE map = 'tx' ORDER BY key;
 SELECT atomix.map_put('tx', 'by-reader', 'ok') IS NOT NULL AS ordinary_role_can_call;
-INSERT INTO atomix.map_data VALUES (0, 'tx', 'forged', 'x', 1, NULL);
+INSERT INTO atomix.map_data VALUES (0, 'm', 'tx', 'forged', 'x', 1, NULL);
 UPDATE atomix.map_data_p0 SET value = 'x';
 DELETE FROM atomix.partition_state;
 RESET ROLE;

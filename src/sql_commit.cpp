@@ -55,6 +55,8 @@ static std::string text_column(HeapTuple t, TupleDesc d, int col, bool *isnull)
     return std::string(VARDATA_ANY(txt), VARSIZE_ANY_EXHDR(txt));
 }
 
+static void read_ops_rows(Datum ops, std::vector<RawOp> &out);
+
 static std::vector<RawOp> read_ops(Datum ops)
 {
     std::vector<RawOp> out;
@@ -67,6 +69,19 @@ static std::vector<RawOp> read_ops(Datum ops)
         throw AtomixError(ERRCODE_INVALID_PARAMETER_VALUE, "ops must be a JSON array",
                           "Pass [{\"op\": \"put\", \"key\": ..., \"value\": ...}, "
                           "{\"op\": \"remove\", \"key\": ...}].");
+    try {
+        read_ops_rows(ops, out);
+    } catch (const PgError &e) {
+        /* a field of the wrong type: say which shape is expected */
+        throw AtomixError(e.edata()->sqlerrcode, std::string("ops: ") + e.edata()->message,
+                          "Each op is {\"op\": \"put\"|\"remove\", \"key\": text, \"value\": text, "
+                          "\"if_version\": bigint, \"ttl\": interval text such as \"10s\"}.");
+    }
+    return out;
+}
+
+static void read_ops_rows(Datum ops, std::vector<RawOp> &out)
+{
     pg_guard([&] {
         SPI_connect();
         Oid types[1] = {JSONBOID};
@@ -92,7 +107,6 @@ static std::vector<RawOp> read_ops(Datum ops)
         }
         SPI_finish();
     });
-    return out;
 }
 
 [[noreturn]] static void bad_op(size_t i, const std::string &what)

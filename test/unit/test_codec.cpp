@@ -211,7 +211,7 @@ static void wire_layout_is_pinned(void **)
     h.stamp_us = 0x0102030405060708LL;
     h.count = 0x0a0b0c0d;
     encode_entry_header(h, out);
-    const char header[] = "XMTA\x01"
+    const char header[] = "XMTA\x02"
                           "\x08\x07\x06\x05\x04\x03\x02\x01"
                           "\x0d\x0c\x0b\x0a";
     assert_int_equal(out.size(), kEntryHeaderSize);
@@ -219,11 +219,15 @@ static void wire_layout_is_pinned(void **)
 
     Command c = cmd_of(Op::MapPut, "m", "k", "v");
     c.request_id = 9;
+    c.session = 0x0001000000000003ULL;
+    c.epoch = 5;
     c.arg2 = -1;
     std::string wire;
     encode_command(c, wire);
     std::string expect("\x01\x00"                         /* op, flags */
                        "\x09\x00\x00\x00\x00\x00\x00\x00" /* request id */
+                       "\x03\x00\x00\x00\x00\x00\x01\x00" /* session */
+                       "\x05\x00\x00\x00\x00\x00\x00\x00" /* epoch */
                        "\x01\x00\x00\x00m"
                        "\x01\x00\x00\x00k"
                        "\x01\x00\x00\x00v"
@@ -231,7 +235,7 @@ static void wire_layout_is_pinned(void **)
                        "\x00\x00\x00\x00\x00\x00\x00\x00" /* if_version */
                        "\x00\x00\x00\x00\x00\x00\x00\x00" /* arg1 */
                        "\xff\xff\xff\xff\xff\xff\xff\xff", /* arg2 */
-                       57);
+                       73);
     assert_true(wire == expect);
 }
 
@@ -350,9 +354,9 @@ static void bad_header_and_op_rejected(void **)
     bad_magic[0] = 'Y';
     assert_true(rejects(bad_magic));
     std::string bad_format = entry;
-    bad_format[4] = 2;
+    bad_format[4] = 1; /* the format before sessions */
     assert_true(rejects(bad_format));
-    for (uint8_t op : {uint8_t(0), uint8_t(9), uint8_t(0xff)}) {
+    for (uint8_t op : {uint8_t(0), uint8_t(kLastOp + 1), uint8_t(0xff)}) {
         std::string bad_op = entry;
         bad_op[kEntryHeaderSize] = static_cast<char>(op);
         assert_true(rejects(bad_op));
@@ -363,7 +367,7 @@ static void bad_header_and_op_rejected(void **)
     assert_true(rejects(overcount));
     /* a length field claiming 4 GiB must not allocate, just fail */
     std::string huge_len = entry;
-    memcpy(&huge_len[kEntryHeaderSize + 10], "\xff\xff\xff\xff", 4);
+    memcpy(&huge_len[kEntryHeaderSize + 26], "\xff\xff\xff\xff", 4); /* the name length */
     assert_true(rejects(huge_len));
     /* nullptr with length 0 is simply "too short" */
     assert_true(outcome_of([] { EntryReader r(nullptr, 0); }) == Outcome::DecodeError);

@@ -553,7 +553,7 @@ std::string check_replicas(Cluster &cl, uint64_t final_index)
                         std::to_string(cl.acked.size()) + ", submitted " +
                         std::to_string(cl.submitted.size()) + "]\n";
         for (uint64_t seq : cl.acked)
-            if (!node->st.map_get("keys", "k" + std::to_string(seq))) {
+            if (!node->st.map_get(atomix::kEntryMap, "keys", "k" + std::to_string(seq))) {
                 problems += "  node " + std::to_string(node->i) + ": acked seq " +
                             std::to_string(seq) + " missing\n";
                 break;

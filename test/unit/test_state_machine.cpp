@@ -41,7 +41,7 @@ struct Replica {
     }
     std::optional<MapRow> get(const std::string &map, const std::string &key)
     {
-        return st.map_get(map, key);
+        return st.map_get(kEntryMap, map, key);
     }
 };
 
