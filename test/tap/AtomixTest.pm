@@ -57,6 +57,12 @@ our @EXPORT = qw(
   topology_diag
   partition_info
   wait_for_stable_leaders
+  object_partition
+  wait_for_preferred_leaders
+  parse_notifications
+  freeze_pid
+  thaw_pid
+  query_no_55000
 );
 
 # atomix_node(NAME, %opts) -> started node
@@ -815,6 +821,99 @@ sub wait_for_same_state
 	return $same ? (1, $d[0]) : (0, \@d);
 }
 
+# ---- coordination primitives (locks, elections, semaphores, watches) ----
+
+# The partition holding coordination object NAME of KIND ('l' lock, 'e'
+# election, 'm' semaphore, 'i' id generator) in NODE's local tables, or
+# undef when NODE has no such row (yet).  A call on NODE has been applied on
+# NODE by the time it returns, so right after it this is exact.
+sub object_partition
+{
+	my ($node, $kind, $name) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres',
+		"SELECT partition_id FROM atomix.object_data WHERE kind = '$kind' AND name = '$name'",
+		timeout => 30);
+	return ($ret == 0 && $out =~ /^(\d+)$/) ? $1 : undef;
+}
+
+# Waits up to TIMEOUT s until NODE sees every partition p led by its
+# preferred node (p mod N) + 1 (N = number of nodes); returns the leaders
+# ({ partition => node id }) and whether they are all placed so.
+sub wait_for_preferred_leaders
+{
+	my ($node, $n_nodes, $timeout) = @_;
+	my $l;
+	my $ok = wait_until(
+		$timeout,
+		sub {
+			$l = partition_leaders($node) // {};
+			return 0 unless %$l;
+			return !grep { ($l->{$_} // 0) != $_ % $n_nodes + 1 } keys %$l;
+		});
+	return ($l, $ok);
+}
+
+# The notifications psql printed in OUT (its stdout), in order:
+# [ { channel, payload, pid, json (decoded payload, undef if not JSON) } ].
+sub parse_notifications
+{
+	my ($out) = @_;
+	require JSON::PP;
+	my @n;
+	for my $line (split /\n/, $out // '')
+	{
+		next unless $line =~
+		  /^Asynchronous notification "([^"]*)" with payload "(.*)" received from server process with PID (\d+)\.$/;
+		my %n = (channel => $1, payload => $2, pid => $3);
+		$n{json} = eval { JSON::PP->new->decode($n{payload}) };
+		push @n, \%n;
+	}
+	return @n;
+}
+
+# query_no_55000(SESSION, SQL, LABEL): SESSION->query_safe(SQL), except
+# that "atomix session expired" (55000) fails a test (none is expected) and
+# the call is tried again (the next call has a new session), so that the
+# rest of the script can go on.  Passes one test when nothing was refused.
+sub query_no_55000
+{
+	my ($s, $sql, $label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my @refused;
+	for (1 .. 50)
+	{
+		my ($o, $e) = $s->query($sql);
+		if ((sqlstate_of($e) // '') eq '55000') { push @refused, $e; next; }
+		die "query failed: $sql: $e" if $e =~ /ERROR|FATAL/;
+		is(scalar @refused, 0, "$label: $sql is not refused with 55000")
+		  or diag scalar(@refused) . " refusals, the first: $refused[0]";
+		return $o;
+	}
+	die "$sql: refused with 55000 50 times";
+}
+
+# SIGSTOP / SIGCONT a server process (a raft worker, to cut its node off
+# without killing it).  A process frozen by freeze_pid is thawed when the
+# test script exits, whatever happens.
+my %frozen_pids;
+END { kill 'CONT', $_ for keys %frozen_pids; }
+
+sub freeze_pid
+{
+	my ($pid) = @_;
+	$frozen_pids{$pid} = 1;
+	kill('STOP', $pid) or croak "kill STOP $pid: $!";
+	return;
+}
+
+sub thaw_pid
+{
+	my ($pid) = @_;
+	kill('CONT', $pid);
+	delete $frozen_pids{$pid};
+	return;
+}
+
 package AtomixTest::Session;
 
 # A psql process kept open on a node: send() statements, then result() waits
@@ -971,6 +1070,25 @@ sub query_safe
 	my ($out, $err) = $self->query($sql, $timeout);
 	croak "query failed: $sql: $err" if $err =~ /ERROR|FATAL/;
 	return $out;
+}
+
+# Waits until at least WANT notifications (see LISTEN) arrived on this
+# session, or TIMEOUT s (default 10) passed, polling with a trivial query
+# every 50 ms; returns them (parse_notifications' records), in order.
+sub notifications
+{
+	my ($self, $want, $timeout) = @_;
+	$timeout //= 10;
+	my $deadline = time + $timeout;
+	my @n;
+	while (1)
+	{
+		my ($out, $err) = $self->query('SELECT 1', 30);
+		push @n, AtomixTest::parse_notifications($out);
+		last if @n >= $want || time > $deadline || $self->{ended};
+		Time::HiRes::usleep(50_000);
+	}
+	return @n;
 }
 
 sub quit
