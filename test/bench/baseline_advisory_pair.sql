@@ -1,0 +1,3 @@
+-- baseline: session-level advisory lock of this client's own, then unlock
+SELECT pg_advisory_lock(:client_id);
+SELECT pg_advisory_unlock(:client_id);
