@@ -546,3 +546,30 @@ SELECT count(*) AS c_parts_untouched FROM atomix.map_entries('c-parts') WHERE va
 
 -- every refusal above came with a hint
 SELECT call, result FROM outcomes WHERE result <> 'no error' AND result NOT LIKE '%(HINT: %' ORDER BY n;
+
+------------------------------------------------------------------------------
+-- A backend that exits normally closes its session at once: its lock, its
+-- permits and its candidacy are released (well within atomix.session_timeout)
+------------------------------------------------------------------------------
+SELECT atomix.lock_acquire('c-exit') IS NOT NULL AS locked,
+       atomix.semaphore_create('c-exit', 2) AS created,
+       atomix.semaphore_acquire('c-exit', 2) AS permits_taken,
+       (atomix.election_enter('c-exit', 'me')).leader AS leader;
+\c
+SELECT atomix.session_id() IS NULL AS new_backend_no_session;
+DO $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '5 seconds';
+BEGIN
+    WHILE atomix.lock_holder('c-exit') IS NOT NULL OR atomix.semaphore_available('c-exit') <> 2
+          OR (atomix.election_get('c-exit')).leader IS NOT NULL LOOP
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'the old session still holds its lock, permits or candidacy after 5 s';
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+SELECT atomix.lock_holder('c-exit') IS NULL AS lock_free, atomix.semaphore_available('c-exit') AS available,
+       (atomix.election_get('c-exit')).*;
+SELECT atomix.session_id() IS NULL AS still_no_session;
