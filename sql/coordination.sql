@@ -116,6 +116,7 @@ SELECT * FROM atomix.election_promote('c-elect', 'd');  -- already next
 -- anoint: leader now; term + 1
 SELECT * FROM atomix.election_anoint('c-elect', 'c');
 SELECT * FROM atomix.election_anoint('c-elect', 'c');   -- already leads: nothing changes
+SELECT * FROM atomix.election_promote('c-elect', 'c');  -- the leader: nothing changes
 -- unknown candidates change nothing
 SELECT * FROM atomix.election_anoint('c-elect', 'zz');
 SELECT * FROM atomix.election_promote('c-elect', 'zz');
