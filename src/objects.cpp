@@ -18,6 +18,11 @@ std::string session_key(uint64_t session)
     return buf;
 }
 
+std::string tombstone_key(uint64_t session, int64_t epoch)
+{
+    return session_key(session) + "@" + std::to_string(epoch);
+}
+
 std::string node_key(uint32_t node) { return std::to_string(node); }
 
 static void put_waiters(ByteWriter &w, const std::vector<Waiter> &waiters)
@@ -172,6 +177,9 @@ std::string encode_node(const NodeLease &s)
     w.u32(static_cast<uint32_t>(s.sessions.size()));
     for (uint64_t id : s.sessions)
         w.u64(id);
+    w.u32(static_cast<uint32_t>(s.unlisted.size()));
+    for (uint64_t id : s.unlisted)
+        w.u64(id);
     return out;
 }
 
@@ -183,6 +191,9 @@ NodeLease decode_node(const std::string &blob)
     s.timeout_us = r.i64();
     s.sessions.resize(r.u32());
     for (uint64_t &id : s.sessions)
+        id = r.u64();
+    s.unlisted.resize(r.u32());
+    for (uint64_t &id : s.unlisted)
         id = r.u64();
     finish(r);
     return s;

@@ -37,6 +37,8 @@ inline uint32_t session_node(uint64_t session) { return static_cast<uint32_t>(se
 inline uint64_t session_seq(uint64_t session) { return session & 0xffffffffffffULL; }
 /* Names of session, tombstone and node rows. */
 std::string session_key(uint64_t session);
+/* Sequences restart with each node incarnation, so a tombstone names both. */
+std::string tombstone_key(uint64_t session, int64_t epoch);
 std::string node_key(uint32_t node);
 
 /* A caller waiting for a lock or permits. */
@@ -99,6 +101,10 @@ struct NodeLease {
     int64_t epoch = 0;
     int64_t timeout_us = 0;
     std::vector<uint64_t> sessions;
+    /* sessions the last keep-alive did not list: closed if the next one
+     * does not list them either (one keep-alive may have been overtaken by
+     * the session's first command here during a leader change) */
+    std::vector<uint64_t> unlisted;
 };
 
 std::string encode_lock(const LockState &s);

@@ -68,7 +68,7 @@ ResultCode StateMachine::open_session(const Command &cmd, const Context &ctx)
         lease.timeout_us = kDefaultSessionTimeoutUs;
 
     if (!contains(lease.sessions, cmd.session)) {
-        if (storage_.object_get(kKindTombstone, key))
+        if (storage_.object_get(kKindTombstone, tombstone_key(cmd.session, cmd.epoch)))
             return ResultCode::SessionExpired;
         SessionState session;
         session.epoch = cmd.epoch;
@@ -115,7 +115,8 @@ void StateMachine::drop_session_ref(uint64_t session, char kind, const std::stri
 
 /* Releases everything the session holds here, answers its waiters with
  * `waiters_get`, and leaves a tombstone. */
-void StateMachine::close_session(uint64_t session, const Context &ctx, ResultCode waiters_get)
+void StateMachine::close_session(uint64_t session, int64_t epoch, const Context &ctx,
+                                 ResultCode waiters_get)
 {
     std::string key = session_key(session);
     std::optional<ObjectRow> row = storage_.object_get(kKindSession, key);
@@ -133,7 +134,7 @@ void StateMachine::close_session(uint64_t session, const Context &ctx, ResultCod
     }
     int64_t forget_at = ctx.now_us + kRequestLogWindowUs;
     note_deadline(forget_at);
-    storage_.object_put(kKindTombstone, key, ObjectRow{std::string(), forget_at});
+    storage_.object_put(kKindTombstone, tombstone_key(session, epoch), ObjectRow{std::string(), forget_at});
 }
 
 /* The node's lease ran out (or it restarted): all its sessions here expire. */
@@ -146,15 +147,16 @@ void StateMachine::expire_node(uint32_t node, const Context &ctx)
         return;
     std::vector<uint64_t> sessions = lease.sessions;
     lease.sessions.clear();
+    lease.unlisted.clear();
     store_node(node, lease, std::nullopt);
     for (uint64_t session : sessions)
-        close_session(session, ctx, ResultCode::SessionExpired);
+        close_session(session, lease.epoch, ctx, ResultCode::SessionExpired);
 }
 
 /* arg1 node, epoch, ttl_us the node's session timeout, value the node's
- * live sessions (u64 each) among those with sequence <= arg2.  Sessions of
- * the node not in the list were closed by their backends (a close the node
- * could not send is caught up here). */
+ * live sessions (u64 each) among those with sequence <= arg2.  A session of
+ * the node missing from two keep-alives in a row was closed by its backend
+ * (a close the node could not send is caught up here). */
 CommandResult StateMachine::keep_alive(const Command &cmd, const Context &ctx)
 {
     CommandResult r;
@@ -182,10 +184,16 @@ CommandResult StateMachine::keep_alive(const Command &cmd, const Context &ctx)
     } catch (const DecodeError &) {
         live.clear();
     }
-    std::vector<uint64_t> gone;
-    for (uint64_t session : lease.sessions)
-        if (session_seq(session) <= static_cast<uint64_t>(cmd.arg2) && !contains(live, session))
+    std::vector<uint64_t> gone, unlisted;
+    for (uint64_t session : lease.sessions) {
+        if (session_seq(session) > static_cast<uint64_t>(cmd.arg2) || contains(live, session))
+            continue;
+        if (contains(lease.unlisted, session))
             gone.push_back(session);
+        else
+            unlisted.push_back(session);
+    }
+    lease.unlisted = std::move(unlisted);
     if (!gone.empty()) {
         lease.sessions.erase(std::remove_if(lease.sessions.begin(), lease.sessions.end(),
                                             [&](uint64_t s) { return contains(gone, s); }),
@@ -193,7 +201,7 @@ CommandResult StateMachine::keep_alive(const Command &cmd, const Context &ctx)
     }
     store_node(node, lease, ctx.now_us + lease.timeout_us);
     for (uint64_t session : gone)
-        close_session(session, ctx, ResultCode::SessionExpired);
+        close_session(session, lease.epoch, ctx, ResultCode::SessionExpired);
     r.value = 1;
     return r;
 }
@@ -209,9 +217,11 @@ CommandResult StateMachine::session_close(const Command &cmd, const Context &ctx
     if (found && contains(lease.sessions, cmd.session)) {
         lease.sessions.erase(std::remove(lease.sessions.begin(), lease.sessions.end(), cmd.session),
                              lease.sessions.end());
+        lease.unlisted.erase(std::remove(lease.unlisted.begin(), lease.unlisted.end(), cmd.session),
+                             lease.unlisted.end());
         store_node(node, lease, deadline);
     }
-    close_session(cmd.session, ctx, ResultCode::SessionExpired);
+    close_session(cmd.session, cmd.epoch, ctx, ResultCode::SessionExpired);
     r.value = 1;
     return r;
 }

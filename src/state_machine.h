@@ -231,7 +231,7 @@ class StateMachine {
     ResultCode open_session(const Command &cmd, const Context &ctx);
     void add_session_ref(uint64_t session, char kind, const std::string &name);
     void drop_session_ref(uint64_t session, char kind, const std::string &name);
-    void close_session(uint64_t session, const Context &ctx, ResultCode waiters_get);
+    void close_session(uint64_t session, int64_t epoch, const Context &ctx, ResultCode waiters_get);
     NodeLease load_node(uint32_t node, bool *found, std::optional<int64_t> *deadline);
     void store_node(uint32_t node, const NodeLease &lease, std::optional<int64_t> deadline);
     void expire_node(uint32_t node, const Context &ctx);
