@@ -63,6 +63,7 @@ our @EXPORT = qw(
   freeze_pid
   thaw_pid
   query_no_55000
+  no_session_given_up_since
 );
 
 # atomix_node(NAME, %opts) -> started node
@@ -890,6 +891,20 @@ sub query_no_55000
 		return $o;
 	}
 	die "$sql: refused with 55000 50 times";
+}
+
+# Test: NODE's raft worker did not stop vouching for any of its sessions
+# since log offset POS (it logs "atomix: session N expired: partition P did
+# not renew it ..." when a partition's keep-alives go unacknowledged for
+# 7/8 of atomix.session_timeout, and then closes those sessions everywhere).
+# A node that stayed up and connected should never do that.
+sub no_session_given_up_since
+{
+	my ($node, $pos, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my @lines = grep { /atomix: session \d+ expired: partition/ } split /\n/, log_since($node, $pos);
+	ok(!@lines, "$what: gave up none of its sessions") or diag join("\n", @lines);
+	return !@lines;
 }
 
 # SIGSTOP / SIGCONT a server process (a raft worker, to cut its node off

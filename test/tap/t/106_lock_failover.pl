@@ -142,6 +142,7 @@ wait_answers(time, 0.5, @w);
 is(scalar(grep { exists $_->{at} } @w), 0, '(a) neither waiter got its lock while node 2 was up')
   or diag join("\n", map { "$_->{lock}: " . ($_->{out} // '') . ' ' . ($_->{err} // '') } @w);
 
+my @pos_surv = map { log_position($_) } @n[ 0, 2 ];
 my $t0 = time;
 $victim->stop('immediate');
 my $stop_took = time - $t0;
@@ -163,6 +164,8 @@ for my $x (@w)
 		"(a) the other survivor sees node $x->{node}'s session holding $x->{lock}");
 }
 $h->quit;
+no_session_given_up_since($n[0], $pos_surv[0], '(a) surviving node 1 (its waiter\'s lock is in a partition node 2 led)');
+no_session_given_up_since($n[2], $pos_surv[1], '(a) surviving node 3');
 
 # node 2 comes back: it sees the new holders and cannot take the locks
 my $pos2 = log_position($victim);
@@ -236,6 +239,7 @@ $z->{s}->send("SELECT atomix.lock_acquire('$lock_f')");
 ok(wait_for_waiting_backend($n[1], $z->{s}->pid), "(c) a backend on node 2 waits for $lock_f");
 note "(c) $lock_f in partition $part_f (led by node 3, term $term_before), token $t1 held on node 1";
 
+my @pos_c = map { log_position($_) } @n[ 0, 1 ];
 $t0 = time;
 $x_node->stop('immediate');
 my $elected = wait_until(20, sub {
@@ -250,6 +254,8 @@ note sprintf('(c) new leader of partition %d seen %.2fs after the crash', $part_
 usleep(1_000_000 * ($TIMEOUT + 1));
 is(holder($n[1], $lock_f), "$t1|" . $y->query_safe('SELECT atomix.session_id()') . '|1',
 	'(c) after the failover and a session_timeout, node 1 still holds the lock with its token');
+no_session_given_up_since($n[0], $pos_c[0], '(c) node 1 (the holder) during the failover');
+no_session_given_up_since($n[1], $pos_c[1], '(c) node 2 (the waiter) during the failover');
 wait_answers(time, 0.1, $z);
 ok(!exists $z->{at}, '(c) the waiter on node 2 is still waiting')
   or diag 'it got: ' . ($z->{out} // '') . ' ' . ($z->{err} // '');

@@ -115,6 +115,7 @@ ok(wait_for_waiting_backend($n[2], $sw->pid), 'a backend on node 3 waits for a p
 # crashed node led waits for its new leader: it must not delay the others)
 my %poll = map { $_ => AtomixTest::Session->new($n[2]) } $ea, $eb;
 my %at;
+my @pos_surv = map { log_position($_) } @n[ 1, 2 ];
 my $t0 = time;
 $n[0]->stop('immediate');
 my $stop_took = time - $t0;
@@ -136,6 +137,10 @@ while (time - $t0 < 30 && keys %at < 3)
 	usleep(10_000);
 }
 note sprintf('pg_ctl stop -m immediate took %.2fs', $stop_took);
+# the survivors' own sessions (c2, c3, the semaphore waiter) live through
+# the failover of the partitions node 1 led
+no_session_given_up_since($n[$_], $pos_surv[ $_ - 1 ], 'surviving node ' . ($_ + 1) . ' during the failover')
+  for 1, 2;
 for ([ $ea, 2, "partition led by node $lead->{$pa}" ], [ $eb, 4, 'partition led by node 1' ])
 {
 	my ($e, $slack, $what) = @$_;
