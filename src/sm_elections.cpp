@@ -44,6 +44,13 @@ CommandResult StateMachine::election_change(const Command &cmd, const Context &c
 {
     CommandResult r;
     r.request_id = cmd.request_id;
+    /* Opening the session first: it may close the node's previous life,
+     * whose candidates then leave this election before we read it. */
+    if (cmd.op == Op::ElectionEnter) {
+        r.code = open_session(cmd, ctx);
+        if (r.code != ResultCode::Ok)
+            return r;
+    }
     std::optional<ObjectRow> row = storage_.object_get(kKindElection, cmd.name);
     ElectionState before = row ? decode_election(row->state) : ElectionState{};
     ElectionState after = before;
@@ -59,9 +66,6 @@ CommandResult StateMachine::election_change(const Command &cmd, const Context &c
                 r.code = ResultCode::Conflict;
             return r; /* entering again changes nothing */
         }
-        r.code = open_session(cmd, ctx);
-        if (r.code != ResultCode::Ok)
-            return r;
         after.candidates.push_back(Candidate{cmd.key, cmd.session});
         add_session_ref(cmd.session, kKindElection, cmd.name);
         break;

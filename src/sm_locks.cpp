@@ -336,6 +336,9 @@ CommandResult StateMachine::semaphore_acquire(const Command &cmd, const Context 
         return r;
     if (cancelled_before_arrival(cmd))
         return r; /* value 0: false */
+    /* opening may have closed the node's previous life, which gave back its
+     * permits and answered its waiters here: read the semaphore again */
+    sem = decode_semaphore(storage_.object_get(kKindSemaphore, cmd.name)->state);
     if (sem.waiters.empty() && sem.available >= want) {
         sem.available -= want;
         SemaphoreHolder &h = holder_of(sem, cmd.session);

@@ -214,6 +214,11 @@ CommandResult StateMachine::session_close(const Command &cmd, const Context &ctx
     bool found;
     std::optional<int64_t> deadline;
     NodeLease lease = load_node(node, &found, &deadline);
+    r.value = 1;
+    /* from the node's previous life, whose sessions closed with it: the id
+     * may belong to a session of the new life by now */
+    if (found && cmd.epoch < lease.epoch)
+        return r;
     if (found && contains(lease.sessions, cmd.session)) {
         lease.sessions.erase(std::remove(lease.sessions.begin(), lease.sessions.end(), cmd.session),
                              lease.sessions.end());
