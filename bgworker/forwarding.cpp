@@ -215,8 +215,12 @@ void Worker::balance_leaders(int64_t now_us)
     uint32_t self = cluster_->self().id;
     for (auto &p : partitions_) {
         bool leader = p->group->is_leader();
-        if (leader && !p->was_leader)
+        if (leader && !p->was_leader) {
             p->leader_since_us = now_us;
+            Command renew;
+            renew.op = Op::LeasesRenew;
+            propose_internal(p->id, renew);
+        }
         p->was_leader = leader;
         if (!leader)
             continue;

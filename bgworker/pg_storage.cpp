@@ -124,9 +124,13 @@ static const StmtDef kStmts[] = {
      {}},
     /* CLEAR_OBJECTS */
     {"DELETE FROM atomix.object_data_p%1$d", 0, {}},
+    /* OBJECT_NAMES */
+    {"SELECT name FROM atomix.object_data_p%1$d WHERE kind = $1 ORDER BY name COLLATE \"C\"",
+     1,
+     {CHAROID}},
 };
 
-static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 26, "one definition per statement");
+static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 27, "one definition per statement");
 
 SPIPlanPtr PgStorage::plan(Stmt stmt)
 {
@@ -333,6 +337,16 @@ std::optional<int64_t> PgStorage::object_next_deadline()
 {
     exec(OBJECT_NEXT_DEADLINE, NULL, NULL);
     return column_int64(0, 1, false);
+}
+
+std::vector<std::string> PgStorage::object_names(char kind)
+{
+    Datum args[1] = {CharGetDatum(kind)};
+    uint64 n = exec(OBJECT_NAMES, args, NULL);
+    std::vector<std::string> out;
+    for (uint64 i = 0; i < n; i++)
+        out.push_back(column_bytes((int)i, 1));
+    return out;
 }
 
 void PgStorage::for_each_object(const std::function<void(const ObjectKey &, const ObjectRow &)> &fn)

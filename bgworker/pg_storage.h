@@ -41,6 +41,7 @@ class PgStorage : public PartitionStorage {
     void object_remove(char kind, const std::string &name) override;
     std::vector<ObjectKey> objects_due(int64_t now_us) override;
     std::optional<int64_t> object_next_deadline() override;
+    std::vector<std::string> object_names(char kind) override;
     void for_each_object(
         const std::function<void(const ObjectKey &, const ObjectRow &)> &fn) override;
 
@@ -84,6 +85,7 @@ class PgStorage : public PartitionStorage {
         OBJECT_NEXT_DEADLINE,
         OBJECT_ALL,
         CLEAR_OBJECTS,
+        OBJECT_NAMES,
         STMT_COUNT
     };
     SPIPlanPtr plan(Stmt stmt);

@@ -18,11 +18,11 @@ namespace atomix {
 
 static int64_t session_timeout_us() { return (int64_t)atomix_session_timeout_ms * 1000; }
 
-/* How long after sending an acknowledged keep-alive the node still vouches
- * for its sessions: a little less than the timeout, so a backend learns its
- * session is gone no later than the cluster decides it (clock skew between
- * nodes eats into the difference). */
-static int64_t vouch_for_us() { return session_timeout_us() * 7 / 8; }
+/* The node vouches for its sessions in a partition until a little before
+ * the lease deadline its last keep-alive reported, so a backend learns its
+ * session is gone no later than the cluster decides it (the margin absorbs
+ * clock skew between nodes). */
+static int64_t vouch_margin_us() { return session_timeout_us() / 8; }
 
 uint64_t Worker::propose_internal(int32_t partition, Command cmd)
 {
@@ -82,7 +82,7 @@ void Worker::maintain_sessions(int64_t now_us)
         scan_sessions((int32_t)partitions_.size(), live);
         send_keep_alives(live, now_us, due);
         if (due) {
-            next_keep_alive_us_ = now_us + session_timeout_us() / 4;
+            next_keep_alive_us_ = now_us + session_timeout_us() / 5;
             epoch_announced_ = true;
             for (auto it = keep_alives_.begin(); it != keep_alives_.end();)
                 it = it->second.sent_us < now_us - 60 * 1000000LL ? keep_alives_.erase(it) : std::next(it);
@@ -107,13 +107,14 @@ void Worker::maintain_sessions(int64_t now_us)
     }
 }
 
-void Worker::on_internal_result(uint64_t request_id, int code)
+void Worker::on_internal_result(uint64_t request_id, int code, int64_t value)
 {
-    (void)code;
     auto it = keep_alives_.find(request_id);
     if (it == keep_alives_.end())
         return;
-    extend_lease(it->second.partition, it->second.sent_us + vouch_for_us());
+    /* value: the lease's new deadline in log time (0 from a stale epoch) */
+    if (code == REPLY_OK && value > 0)
+        extend_lease(it->second.partition, value - vouch_margin_us());
     keep_alives_.erase(it);
 }
 

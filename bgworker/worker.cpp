@@ -150,7 +150,7 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
             forwarded_.erase(r.request_id);
             continue;
         }
-        on_internal_result(r.request_id, code);
+        on_internal_result(r.request_id, code, r.value);
         resolve(r.request_id, code, r.value, std::string());
     }
 }

@@ -153,7 +153,7 @@ class Worker {
     void send_keep_alives(const SessionSnapshot &live, int64_t now_us, bool all);
     void track_wait(const TakenRequest &t, uint64_t request_id, int32_t partition);
     void cancel_abandoned_waits();
-    void on_internal_result(uint64_t request_id, int code);
+    void on_internal_result(uint64_t request_id, int code, int64_t value);
 
     /* watch_notify.cpp */
     void notify_watchers();

@@ -49,8 +49,11 @@ enum class Op : uint8_t {
     SetAdd = 25,
     SetRemove = 26,
     MapCommit = 27,       /* value: encoded MapCommitOps */
+    /* Proposed by a new leader: no node lease may run out because of the
+     * election (log time jumps over it). */
+    LeasesRenew = 28,
 };
-constexpr uint8_t kLastOp = static_cast<uint8_t>(Op::MapCommit);
+constexpr uint8_t kLastOp = static_cast<uint8_t>(Op::LeasesRenew);
 
 constexpr uint8_t kFlagHasTtl = 1;
 constexpr uint8_t kFlagHasIfVersion = 2;

@@ -105,6 +105,14 @@ class MemoryStorage : public PartitionStorage {
                 best = kv.second.deadline_us;
         return best;
     }
+    std::vector<std::string> object_names(char kind) override
+    {
+        std::vector<std::string> out;
+        for (auto &kv : objects_)
+            if (kv.first.first == kind)
+                out.push_back(kv.first.second);
+        return out;
+    }
     void for_each_object(const std::function<void(const ObjectKey &, const ObjectRow &)> &fn) override
     {
         for (auto &kv : objects_)

@@ -31,11 +31,10 @@ static AtomixRequestSlot *own_slot()
     return &atomix_shared->slots[index];
 }
 
-/* With the lock held: queue the session for closing and forget it. */
-static void drop_locked(AtomixRequestSlot *slot)
+/* With the lock held: ask the worker to close the session everywhere it
+ * went. */
+static void queue_close_locked(AtomixRequestSlot *slot)
 {
-    if (slot->session.id == 0)
-        return;
     if (atomix_shared->closed_count < ATOMIX_CLOSED_RING) {
         uint32 at = (atomix_shared->closed_head + atomix_shared->closed_count) % ATOMIX_CLOSED_RING;
         atomix_shared->closed[at].id = slot->session.id;
@@ -43,9 +42,31 @@ static void drop_locked(AtomixRequestSlot *slot)
                sizeof(slot->session.partitions));
         atomix_shared->closed_count++;
     }
-    /* a full ring is caught up by the next keep-alive, which lists the
+    /* a full ring is caught up by the next keep-alives, which list the
      * node's live sessions: this one will not be among them */
+}
+
+/* With the lock held: queue the session for closing and forget it. */
+static void drop_locked(AtomixRequestSlot *slot)
+{
+    if (slot->session.id == 0)
+        return;
+    queue_close_locked(slot);
     memset(&slot->session, 0, sizeof(slot->session));
+}
+
+/* Closes the session but keeps it flagged, so the backend's next call is
+ * told it expired (rather than quietly starting a new session). */
+static void expire_session()
+{
+    AtomixRequestSlot *slot = own_slot();
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    if (slot->session.id != 0 && !slot->session.expired) {
+        queue_close_locked(slot);
+        slot->session.expired = true;
+    }
+    LWLockRelease(atomix_shared->lock);
+    atomix_wake_worker();
 }
 
 static void drop_session()
@@ -103,7 +124,8 @@ void attach_session(Command &cmd, int32_t partition, bool open)
     LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
     AtomixSessionInfo &s = slot->session;
     if (s.id != 0 && s.expired)
-        expired_why = "This node could not renew the session within atomix.session_timeout.";
+        expired_why = "This node could not renew the session within atomix.session_timeout, or "
+                      "the raft worker restarted while this backend waited.";
     for (int32_t p = 0; s.id != 0 && !expired_why && p < ATOMIX_MAX_PARTITIONS; p++)
         if (has_partition(s, p) && atomix_shared->lease_valid_until_us[p] < now)
             expired_why = "This node could not renew the session within atomix.session_timeout.";
@@ -154,7 +176,7 @@ Reply submit_in_session(int32_t partition, const Command &cmd)
         /* A wait whose fate is unknown might be granted later to a session
          * nobody watches: close the session so that nothing stays held. */
         if (is_wait(cmd) && (e.sqlstate() == ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN))
-            drop_session();
+            expire_session();
         throw;
     }
 }

@@ -48,6 +48,10 @@ static void shmem_startup(void)
         atomix_shared->lock = &locks[0].lock;
         atomix_shared->id_lock = &locks[1].lock;
         atomix_shared->epoch_us = (int64)GetCurrentTimestamp() + atomix::kUnixToPgEpochUs;
+        /* Session sequences start from the clock (64 per ms since 2023-11),
+         * so a restarted node does not hand out its previous life's ids. */
+        atomix_shared->session_seq =
+            (uint64)((atomix_shared->epoch_us / 1000 - INT64CONST(1700000000000)) << 6);
         atomix_shared->nslots = (uint32)MaxBackends;
         atomix_shared->partitions = atomix_partitions;
         atomix_shared->worker_phase = WORKER_STOPPED;

@@ -71,6 +71,10 @@ void StateMachine::store_lock(const std::string &name, const LockState &lock, co
 /* Gives a free lock to the first waiter, if any. */
 void StateMachine::grant_lock(const std::string &name, LockState &lock, const Context &ctx)
 {
+    while (lock.holder == 0 && !lock.waiters.empty() && closing(lock.waiters.front().session)) {
+        settle(lock.waiters.front().request_id, ResultCode::SessionExpired, 0);
+        lock.waiters.erase(lock.waiters.begin());
+    }
     if (lock.holder != 0 || lock.waiters.empty())
         return;
     Waiter w = lock.waiters.front();
@@ -289,6 +293,10 @@ static SemaphoreHolder &holder_of(SemaphoreState &sem, uint64_t session)
 void StateMachine::grant_permits(const std::string &name, SemaphoreState &sem)
 {
     (void)name;
+    while (!sem.waiters.empty() && closing(sem.waiters.front().session)) {
+        settle(sem.waiters.front().request_id, ResultCode::SessionExpired, 0);
+        sem.waiters.erase(sem.waiters.begin());
+    }
     while (!sem.waiters.empty() && sem.waiters.front().permits <= sem.available) {
         Waiter w = sem.waiters.front();
         sem.waiters.erase(sem.waiters.begin());

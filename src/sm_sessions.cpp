@@ -149,8 +149,11 @@ void StateMachine::expire_node(uint32_t node, const Context &ctx)
     lease.sessions.clear();
     lease.unlisted.clear();
     store_node(node, lease, std::nullopt);
+    /* all of them are going: none may be granted what another releases */
+    closing_ = sessions;
     for (uint64_t session : sessions)
         close_session(session, lease.epoch, ctx, ResultCode::SessionExpired);
+    closing_.clear();
 }
 
 /* arg1 node, epoch, ttl_us the node's session timeout, value the node's
@@ -202,7 +205,29 @@ CommandResult StateMachine::keep_alive(const Command &cmd, const Context &ctx)
     store_node(node, lease, ctx.now_us + lease.timeout_us);
     for (uint64_t session : gone)
         close_session(session, lease.epoch, ctx, ResultCode::SessionExpired);
-    r.value = 1;
+    /* the lease's new deadline: the node vouches for its sessions until a
+     * little before it */
+    r.value = ctx.now_us + lease.timeout_us;
+    return r;
+}
+
+/* A new leader's first words: the election took log time nobody could
+ * renew in, so every node lease gets a full timeout from now (etcd's
+ * lessor does the same on promotion).  A node that is really gone still
+ * expires one timeout later. */
+CommandResult StateMachine::leases_renew(const Command &cmd, const Context &ctx)
+{
+    CommandResult r;
+    r.request_id = cmd.request_id;
+    for (const std::string &name : storage_.object_names(kKindNode)) {
+        std::optional<ObjectRow> row = storage_.object_get(kKindNode, name);
+        if (!row || !row->deadline_us)
+            continue;
+        NodeLease lease = decode_node(row->state);
+        int64_t renewed = ctx.now_us + lease.timeout_us;
+        if (renewed > *row->deadline_us)
+            store_node(static_cast<uint32_t>(std::stoul(name)), lease, renewed);
+    }
     return r;
 }
 

@@ -291,6 +291,8 @@ CommandResult StateMachine::execute(const Command &cmd, const Context &ctx)
         return keep_alive(cmd, ctx);
     case Op::SessionClose:
         return session_close(cmd, ctx);
+    case Op::LeasesRenew:
+        return leases_renew(cmd, ctx);
     case Op::LockAcquire:
         return lock_acquire(cmd, ctx);
     case Op::LockRelease:

@@ -14,6 +14,7 @@
 #ifndef ATOMIX_STATE_MACHINE_H
 #define ATOMIX_STATE_MACHINE_H
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -113,6 +114,8 @@ class PartitionStorage {
     /* Objects whose deadline <= now, by (deadline, kind, name). */
     virtual std::vector<ObjectKey> objects_due(int64_t now_us) = 0;
     virtual std::optional<int64_t> object_next_deadline() = 0;
+    /* Names of every object of one kind, in byte order. */
+    virtual std::vector<std::string> object_names(char kind) = 0;
 
     virtual std::optional<int64_t> counter_get(const std::string &name) = 0;
     virtual void counter_put(const std::string &name, int64_t value) = 0;
@@ -237,6 +240,7 @@ class StateMachine {
     void expire_node(uint32_t node, const Context &ctx);
     CommandResult keep_alive(const Command &cmd, const Context &ctx);
     CommandResult session_close(const Command &cmd, const Context &ctx);
+    CommandResult leases_renew(const Command &cmd, const Context &ctx);
 
     /* sm_locks.cpp */
     CommandResult lock_acquire(const Command &cmd, const Context &ctx);
@@ -270,6 +274,11 @@ class StateMachine {
     std::optional<int64_t> next_deadline_;
     std::vector<WatchEvent> *events_ = nullptr;
     std::vector<CommandResult> *settled_ = nullptr; /* during apply */
+    std::vector<uint64_t> closing_; /* sessions a node lease expiry is closing */
+    bool closing(uint64_t session) const
+    {
+        return std::find(closing_.begin(), closing_.end(), session) != closing_.end();
+    }
 };
 
 } // namespace atomix

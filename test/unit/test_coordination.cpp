@@ -517,6 +517,31 @@ static void lease_expires_on_log_time_only(void **)
     assert_result(c, ResultCode::Ok, r.v());
 }
 
+/* A new leader's LeasesRenew gives every lease a full timeout from its
+ * stamp: the election's gap in log time expires nobody, while a node that
+ * stays silent still expires one timeout later. */
+static void new_leader_renews_leases(void **)
+{
+    Replica r;
+    uint64_t A = sid(1, 1), B = sid(2, 1);
+    r.at(0, {keep_alive(1, E1, kSec, {}, 0), keep_alive(2, E1, kSec, {}, 0)});
+    r.at(0, {acquire(A, 1, "L", false), acquire(B, 2, "M", false)});
+    /* the old leader died; the new one's first entry comes 0.9 s later */
+    r.one(9 * kSec / 10, cmd_of(Op::LeasesRenew));
+    std::optional<int64_t> deadline;
+    r.lease(1, &deadline);
+    assert_true(deadline == 9 * kSec / 10 + kSec);
+    /* past the old deadline: both sessions still open */
+    r.at(kSec + kSec / 2, {});
+    assert_true(r.session_open(A) && r.session_open(B));
+    /* node 1 renews, node 2 stays silent and expires a timeout after the renewal */
+    r.one(kSec + kSec / 2, keep_alive(1, E1, kSec, {A}, 1));
+    r.at(9 * kSec / 10 + kSec, {});
+    assert_true(r.session_open(A));
+    assert_false(r.session_open(B));
+    assert_false(r.lock("M").has_value());
+}
+
 /* Commands and keep-alives renew a node's lease; a keep-alive sets the
  * timeout. */
 static void commands_and_keep_alives_renew_leases(void **)
@@ -537,7 +562,7 @@ static void commands_and_keep_alives_renew_leases(void **)
 
     /* a keep-alive listing the session renews it */
     CommandResult k = r.one(kSec + 4 * kSec / 10, keep_alive(1, E1, kSec, {A}, 1));
-    assert_result(k, ResultCode::Ok, 1);
+    assert_result(k, ResultCode::Ok, kSec + 4 * kSec / 10 + kSec); /* the new deadline */
     r.lease(1, &deadline);
     assert_true(deadline == 2 * kSec + 4 * kSec / 10);
     r.at(2 * kSec + 3 * kSec / 10, {});
@@ -578,13 +603,13 @@ static void keep_alive_omitting_a_session_closes_it(void **)
     /* sessions up to seq 2 are known to the node and none lives; A3 (seq 3)
      * is newer than the list and stays.  Once is not enough ... */
     Applied k0 = r.at(50, {keep_alive(1, E1, 10 * kSec, {}, 2)});
-    assert_result(k0.own[0], ResultCode::Ok, 1);
+    assert_result(k0.own[0], ResultCode::Ok, 50 + 10 * kSec);
     assert_true(k0.settled.empty());
     assert_true(r.session_open(A) && r.session_open(A2));
     assert_true(r.lease(1).unlisted == (std::vector<uint64_t>{A, A2}));
     /* ... twice in a row is */
     Applied k = r.at(100, {keep_alive(1, E1, 10 * kSec, {}, 2)});
-    assert_result(k.own[0], ResultCode::Ok, 1);
+    assert_result(k.own[0], ResultCode::Ok, 100 + 10 * kSec);
     assert_int_equal(k.settled.size(), 2);
     assert_true(k.settled[0].request_id == 4);
     assert_result(k.settled[0], ResultCode::Ok, r.v(0)); /* L passes to B */
@@ -632,7 +657,7 @@ static void newer_epoch_closes_previous_life(void **)
     assert_true(r.line("e") == "1:a,b");
 
     Applied k = r.at(100, {keep_alive(1, E2, 10 * kSec, {}, 0)});
-    assert_result(k.own[0], ResultCode::Ok, 1);
+    assert_result(k.own[0], ResultCode::Ok, 100 + 10 * kSec);
     assert_int_equal(k.settled.size(), 2);
     assert_result(k.settlement(2), ResultCode::Ok, r.v(0));
     assert_result(k.settlement(7), ResultCode::Ok, 1);
@@ -1652,6 +1677,7 @@ int main(void)
         cmocka_unit_test(session_opens_on_first_command),
         cmocka_unit_test(lease_expires_on_log_time_only),
         cmocka_unit_test(commands_and_keep_alives_renew_leases),
+        cmocka_unit_test(new_leader_renews_leases),
         cmocka_unit_test(keep_alive_omitting_a_session_closes_it),
         cmocka_unit_test(newer_epoch_closes_previous_life),
         cmocka_unit_test(restarted_node_reuses_session_ids),

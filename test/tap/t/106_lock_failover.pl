@@ -1,5 +1,5 @@
 # 106_lock_failover.pl — locks across node failures on a 3-node cluster
-# with atomix.session_timeout = 3s (docs/coordination.md, "Sessions" and
+# with atomix.session_timeout = 5s (docs/coordination.md, "Sessions" and
 # "Locks"):
 #  (a) a backend on node 2 holds two locks, one in a partition led by a
 #      survivor and one in a partition node 2 leads; waiters on nodes 3 and 1
@@ -33,7 +33,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 my $N = 3;
-my $TIMEOUT = 3;    # atomix.session_timeout, seconds
+my $TIMEOUT = 5;    # atomix.session_timeout, seconds (comfortably above a leader election, ~1-2 s)
 my @n = atomix_cluster($N, name => 'lockfo',
 	conf => [ "atomix.session_timeout = '${TIMEOUT}s'", 'log_statement = none' ]);
 my ($ret, $out, $err) = $n[0]->psql('postgres', 'SHOW atomix.session_timeout');

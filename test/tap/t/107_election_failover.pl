@@ -26,7 +26,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 my $N = 3;
-my $TIMEOUT = 3;    # atomix.session_timeout, seconds
+my $TIMEOUT = 5;    # atomix.session_timeout, seconds (comfortably above a leader election, ~1-2 s)
 my @n = atomix_cluster($N, name => 'elect',
 	conf => [ "atomix.session_timeout = '${TIMEOUT}s'", 'log_statement = none' ]);
 my ($lead, $placed) = wait_for_preferred_leaders($n[0], $N, 30);
