@@ -1,6 +1,6 @@
 # 107_election_failover.pl — leader elections and semaphores across nodes
 # and across a node crash, on a 3-node cluster with atomix.session_timeout
-# = 3s (docs/coordination.md, "Leader elections", "Semaphores", "Watches"):
+# = 5s (docs/coordination.md, "Leader elections", "Semaphores", "Watches"):
 #  - candidates entered from three nodes line up in order, every node reads
 #    the same state; entering again changes nothing, a candidate id owned by
 #    another session is refused (23505); promote reorders the line without a
