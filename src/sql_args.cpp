@@ -7,6 +7,8 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <cstring>
+
 #include "guc.h"
 #include "limits.h"
 #include "pg_bridge.h"
@@ -45,15 +47,15 @@ std::string name_arg(FunctionCallInfo fcinfo, int argno, const char *what)
     return s;
 }
 
-std::string key_arg(FunctionCallInfo fcinfo, int argno)
+std::string key_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 {
-    require_not_null(fcinfo, argno, "key");
+    require_not_null(fcinfo, argno, what);
     std::string s = varlena_arg(fcinfo, argno);
     if (s.size() > ATOMIX_MAX_KEY_BYTES)
         throw AtomixError(ERRCODE_NAME_TOO_LONG,
-                          "key is too long (" + std::to_string(s.size()) + " bytes)",
-                          "Map keys are limited to " + std::to_string(ATOMIX_MAX_KEY_BYTES) +
-                              " bytes.");
+                          std::string(what) + " is too long (" + std::to_string(s.size()) + " bytes)",
+                          std::string(strcmp(what, "key") == 0 ? "Map keys" : "Set elements") +
+                              " are limited to " + std::to_string(ATOMIX_MAX_KEY_BYTES) + " bytes.");
     return s;
 }
 

@@ -20,7 +20,7 @@ namespace atomix {
 /* A primitive's name: not NULL, not empty, at most ATOMIX_MAX_NAME_BYTES. */
 std::string name_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 /* A map key: not NULL, at most ATOMIX_MAX_KEY_BYTES (empty is allowed). */
-std::string key_arg(FunctionCallInfo fcinfo, int argno);
+std::string key_arg(FunctionCallInfo fcinfo, int argno, const char *what = "key");
 /* A map value (text or bytea): not NULL, at most atomix.max_value_size. */
 std::string value_arg(FunctionCallInfo fcinfo, int argno);
 /* A bigint that must not be NULL. */

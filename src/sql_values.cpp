@@ -129,7 +129,7 @@ static Command element_command(FunctionCallInfo fcinfo, Op op)
     if (PG_ARGISNULL(1))
         throw AtomixError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "element must not be NULL",
                           "Pass a non-NULL element.");
-    cmd.key = key_arg(fcinfo, 1);
+    cmd.key = key_arg(fcinfo, 1, "element");
     return cmd;
 }
 
