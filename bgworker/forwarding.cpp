@@ -219,6 +219,9 @@ void Worker::balance_leaders(int64_t now_us)
             p->leader_since_us = now_us;
             Command renew;
             renew.op = Op::LeasesRenew;
+            for (const NodeAddress &n : cluster_->nodes())
+                if (n.id == self || transport_->connected(n.id))
+                    put_le64(renew.value, n.id);
             propose_internal(p->id, renew);
         }
         p->was_leader = leader;

@@ -212,16 +212,25 @@ CommandResult StateMachine::keep_alive(const Command &cmd, const Context &ctx)
 }
 
 /* A new leader's first words: the election took log time nobody could
- * renew in, so every node lease gets a full timeout from now (etcd's
- * lessor does the same on promotion).  A node that is really gone still
- * expires one timeout later. */
+ * renew in, so the leases of the nodes it is connected to (value: their
+ * ids, u64 each) get a full timeout from now, as etcd's lessor does on
+ * promotion.  A node it cannot reach keeps its old deadline: a crashed node
+ * does not gain the election's length. */
 CommandResult StateMachine::leases_renew(const Command &cmd, const Context &ctx)
 {
     CommandResult r;
     r.request_id = cmd.request_id;
+    std::vector<uint64_t> nodes;
+    try {
+        ByteReader reader(cmd.value.data(), cmd.value.size());
+        while (!reader.at_end())
+            nodes.push_back(reader.u64());
+    } catch (const DecodeError &) {
+        nodes.clear();
+    }
     for (const std::string &name : storage_.object_names(kKindNode)) {
         std::optional<ObjectRow> row = storage_.object_get(kKindNode, name);
-        if (!row || !row->deadline_us)
+        if (!row || !row->deadline_us || !contains(nodes, std::stoull(name)))
             continue;
         NodeLease lease = decode_node(row->state);
         int64_t renewed = ctx.now_us + lease.timeout_us;

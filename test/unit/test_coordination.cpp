@@ -517,23 +517,31 @@ static void lease_expires_on_log_time_only(void **)
     assert_result(c, ResultCode::Ok, r.v());
 }
 
-/* A new leader's LeasesRenew gives every lease a full timeout from its
- * stamp: the election's gap in log time expires nobody, while a node that
- * stays silent still expires one timeout later. */
+/* A new leader's LeasesRenew gives the leases of the nodes it lists a full
+ * timeout from its stamp: the election's gap in log time expires none of
+ * them, while a listed node that stays silent still expires one timeout
+ * later, and an unlisted one (the crashed old leader) keeps its deadline. */
 static void new_leader_renews_leases(void **)
 {
     Replica r;
-    uint64_t A = sid(1, 1), B = sid(2, 1);
-    r.at(0, {keep_alive(1, E1, kSec, {}, 0), keep_alive(2, E1, kSec, {}, 0)});
-    r.at(0, {acquire(A, 1, "L", false), acquire(B, 2, "M", false)});
-    /* the old leader died; the new one's first entry comes 0.9 s later */
-    r.one(9 * kSec / 10, cmd_of(Op::LeasesRenew));
+    uint64_t A = sid(1, 1), B = sid(2, 1), C = sid(3, 1);
+    r.at(0, {keep_alive(1, E1, kSec, {}, 0), keep_alive(2, E1, kSec, {}, 0),
+             keep_alive(3, E1, kSec, {}, 0)});
+    r.at(0, {acquire(A, 1, "L", false), acquire(B, 2, "M", false), acquire(C, 3, "N", false)});
+    /* node 3 led and died; the new leader's first entry comes 0.9 s later */
+    Command renew = cmd_of(Op::LeasesRenew);
+    for (uint64_t node : {1, 2})
+        for (int i = 0; i < 8; i++)
+            renew.value.push_back(static_cast<char>((node >> (8 * i)) & 0xff));
+    r.one(9 * kSec / 10, renew);
     std::optional<int64_t> deadline;
     r.lease(1, &deadline);
     assert_true(deadline == 9 * kSec / 10 + kSec);
     /* past the old deadline: both sessions still open */
     r.at(kSec + kSec / 2, {});
     assert_true(r.session_open(A) && r.session_open(B));
+    assert_false(r.session_open(C)); /* expired at its own deadline */
+    assert_false(r.lock("N").has_value());
     /* node 1 renews, node 2 stays silent and expires a timeout after the renewal */
     r.one(kSec + kSec / 2, keep_alive(1, E1, kSec, {A}, 1));
     r.at(9 * kSec / 10 + kSec, {});
