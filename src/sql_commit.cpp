@@ -1,6 +1,6 @@
 /*
- * sql_commit.cpp — atomix.map_commit() (all-or-nothing writes to keys of
- * one partition) and atomix.watch().
+ * sql_commit.cpp — atomix.map_commit(): all-or-nothing writes to keys of
+ * one partition.
  */
 extern "C" {
 #include "postgres.h"
@@ -21,7 +21,6 @@ extern "C" {
 #include "routing.h"
 #include "shmem.h"
 #include "sql_args.h"
-#include "watch.h"
 
 using namespace atomix;
 
@@ -200,25 +199,4 @@ ATOMIX_SQL_FUNCTION(atomix_map_commit)
     if (r.is_null)
         PG_RETURN_NULL();
     PG_RETURN_INT64(r.value);
-}
-
-/* watch(primitive) → the channel to LISTEN on for it */
-ATOMIX_SQL_FUNCTION(atomix_watch)
-{
-    check_session_usable();
-    std::string name = name_arg(fcinfo, 0, "primitive name");
-    uint64_t hash = watch_hash(name);
-    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
-    bool known = atomix_shared->watch_all;
-    for (int32 i = 0; !known && i < atomix_shared->nwatched; i++)
-        known = atomix_shared->watched[i] == hash;
-    if (!known) {
-        if (atomix_shared->nwatched < ATOMIX_MAX_WATCHES)
-            atomix_shared->watched[atomix_shared->nwatched++] = hash;
-        else
-            atomix_shared->watch_all = true; /* full: notify everything from now on */
-    }
-    LWLockRelease(atomix_shared->lock);
-    std::string channel = watch_channel(name);
-    PG_RETURN_TEXT_P(cstring_to_text_with_len(channel.data(), (int)channel.size()));
 }
