@@ -24,48 +24,51 @@ extern "C" {
 
 namespace atomix {
 
-static bool watched(uint64_t hash)
+/* Which of the events name something watched on this node (one look at
+ * the registrations for the whole batch). */
+static std::vector<bool> watched(const std::vector<WatchEvent> &events)
 {
+    std::vector<bool> out(events.size(), false);
     LWLockAcquire(atomix_shared->lock, LW_SHARED);
-    bool yes = atomix_shared->watch_all;
-    for (int32 i = 0; !yes && i < atomix_shared->nwatched; i++)
-        yes = atomix_shared->watched[i] == hash;
+    for (size_t k = 0; k < events.size() && (atomix_shared->nwatched > 0 || atomix_shared->watch_all); k++) {
+        uint64_t hash = watch_hash(events[k].name);
+        bool yes = atomix_shared->watch_all;
+        for (int32 i = 0; !yes && i < atomix_shared->nwatched; i++)
+            yes = atomix_shared->watched[i] == hash;
+        out[k] = yes;
+    }
     LWLockRelease(atomix_shared->lock);
-    return yes;
+    return out;
 }
 
 void Worker::notify_watchers()
 {
     if (events_.empty())
         return;
-    bool any;
-    LWLockAcquire(atomix_shared->lock, LW_SHARED);
-    any = atomix_shared->nwatched > 0 || atomix_shared->watch_all;
-    LWLockRelease(atomix_shared->lock);
-    if (any) {
-        for (const WatchEvent &e : events_) {
-            if (!watched(watch_hash(e.name)))
-                continue;
-            std::string channel = watch_channel(e.name);
-            pg_guard([&] {
-                StringInfoData buf;
-                initStringInfo(&buf);
-                appendStringInfoString(&buf, "{\"kind\": ");
-                escape_json(&buf, e.kind);
-                appendStringInfoString(&buf, ", \"name\": ");
-                escape_json(&buf, e.name.c_str());
-                appendStringInfoString(&buf, ", \"key\": ");
-                /* values and locks have no key; an election's is its leader */
-                if (e.key.empty() && strcmp(e.kind, "map") != 0 && strcmp(e.kind, "set") != 0)
-                    appendStringInfoString(&buf, "null");
-                else
-                    escape_json(&buf, e.key.c_str());
-                appendStringInfo(&buf, ", \"event\": \"%s\", \"version\": %lld}", e.event,
-                                 (long long)e.version);
-                Async_Notify(channel.c_str(), buf.data);
-                pfree(buf.data);
-            });
-        }
+    std::vector<bool> wanted = watched(events_);
+    for (size_t k = 0; k < events_.size(); k++) {
+        if (!wanted[k])
+            continue;
+        const WatchEvent &e = events_[k];
+        std::string channel = watch_channel(e.name);
+        pg_guard([&] {
+            StringInfoData buf;
+            initStringInfo(&buf);
+            appendStringInfoString(&buf, "{\"kind\": ");
+            escape_json(&buf, e.kind);
+            appendStringInfoString(&buf, ", \"name\": ");
+            escape_json(&buf, e.name.c_str());
+            appendStringInfoString(&buf, ", \"key\": ");
+            /* values and locks have no key; an election's is its leader */
+            if (e.key.empty() && strcmp(e.kind, "map") != 0 && strcmp(e.kind, "set") != 0)
+                appendStringInfoString(&buf, "null");
+            else
+                escape_json(&buf, e.key.c_str());
+            appendStringInfo(&buf, ", \"event\": \"%s\", \"version\": %lld}", e.event,
+                             (long long)e.version);
+            Async_Notify(channel.c_str(), buf.data);
+            pfree(buf.data);
+        });
     }
     events_.clear();
 }

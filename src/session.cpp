@@ -126,9 +126,13 @@ void attach_session(Command &cmd, int32_t partition, bool open)
     if (s.id != 0 && s.expired)
         expired_why = "This node could not renew the session within atomix.session_timeout, or "
                       "the raft worker restarted while this backend waited.";
-    for (int32_t p = 0; s.id != 0 && !expired_why && p < ATOMIX_MAX_PARTITIONS; p++)
-        if (has_partition(s, p) && atomix_shared->lease_valid_until_us[p] < now)
-            expired_why = "This node could not renew the session within atomix.session_timeout.";
+    /* only the partitions it touched: skip empty words of the bitmap */
+    for (int w = 0; s.id != 0 && !expired_why && w < ATOMIX_PART_WORDS; w++)
+        for (uint32 bits = s.partitions[w]; bits != 0 && !expired_why; bits &= bits - 1) {
+            int32_t p = w * 32 + __builtin_ctz(bits);
+            if (atomix_shared->lease_valid_until_us[p] < now)
+                expired_why = "This node could not renew the session within atomix.session_timeout.";
+        }
     if (!expired_why && s.id == 0 && open) {
         s.id = ((uint64)atomix_node_id << 48) | (++atomix_shared->session_seq & 0xffffffffffffULL);
         atomix_shared->sessions_changed = true;

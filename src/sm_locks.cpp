@@ -33,6 +33,33 @@ static bool waits(const std::vector<Waiter> &waiters, uint64_t session)
                        [&](const Waiter &w) { return w.session == session; });
 }
 
+/* Takes the waiters `pred` selects out of the line (the rest keep their
+ * order) and returns them. */
+template <typename Pred> static std::vector<Waiter> take_waiters(std::vector<Waiter> &line, Pred pred)
+{
+    std::vector<Waiter> taken, kept;
+    for (const Waiter &w : line)
+        (pred(w) ? taken : kept).push_back(w);
+    line = std::move(kept);
+    return taken;
+}
+
+static auto due_by(int64_t now_us)
+{
+    return [now_us](const Waiter &w) { return w.deadline_us != 0 && w.deadline_us <= now_us; };
+}
+
+static auto of_session(uint64_t session)
+{
+    return [session](const Waiter &w) { return w.session == session; };
+}
+
+static bool holds_permits(const SemaphoreState &sem, uint64_t session)
+{
+    return std::any_of(sem.holders.begin(), sem.holders.end(),
+                       [&](const SemaphoreHolder &h) { return h.session == session; });
+}
+
 static int64_t wait_deadline(const Command &cmd, const int64_t now_us)
 {
     if (!cmd.has_ttl())
@@ -71,10 +98,8 @@ void StateMachine::store_lock(const std::string &name, const LockState &lock, co
 /* Gives a free lock to the first waiter, if any. */
 void StateMachine::grant_lock(const std::string &name, LockState &lock, const Context &ctx)
 {
-    while (lock.holder == 0 && !lock.waiters.empty() && closing(lock.waiters.front().session)) {
-        settle(lock.waiters.front().request_id, ResultCode::SessionExpired, 0);
-        lock.waiters.erase(lock.waiters.begin());
-    }
+    for (const Waiter &w : take_waiters(lock.waiters, [&](const Waiter &x) { return closing(x.session); }))
+        settle(w.request_id, ResultCode::SessionExpired, 0);
     if (lock.holder != 0 || lock.waiters.empty())
         return;
     Waiter w = lock.waiters.front();
@@ -159,17 +184,11 @@ void StateMachine::timeout_lock(const std::string &name, const Context &ctx)
     if (!row)
         return;
     LockState lock = decode_lock(row->state);
-    std::vector<Waiter> kept;
-    for (const Waiter &w : lock.waiters) {
-        if (w.deadline_us != 0 && w.deadline_us <= ctx.now_us) {
-            settle(w.request_id, ResultCode::Null, 0);
-            if (lock.holder != w.session && !waits(kept, w.session))
-                drop_session_ref(w.session, kKindLock, name);
-        } else {
-            kept.push_back(w);
-        }
+    for (const Waiter &w : take_waiters(lock.waiters, due_by(ctx.now_us))) {
+        settle(w.request_id, ResultCode::Null, 0);
+        if (lock.holder != w.session && !waits(lock.waiters, w.session))
+            drop_session_ref(w.session, kKindLock, name);
     }
-    lock.waiters = std::move(kept);
     store_lock(name, lock, ctx);
 }
 
@@ -181,14 +200,8 @@ void StateMachine::lock_leave_session(const std::string &name, uint64_t session,
     if (!row)
         return;
     LockState lock = decode_lock(row->state);
-    std::vector<Waiter> kept;
-    for (const Waiter &w : lock.waiters) {
-        if (w.session == session)
-            settle(w.request_id, waiters_get, 0);
-        else
-            kept.push_back(w);
-    }
-    lock.waiters = std::move(kept);
+    for (const Waiter &w : take_waiters(lock.waiters, of_session(session)))
+        settle(w.request_id, waiters_get, 0);
     if (lock.holder == session) {
         lock.holder = 0;
         lock.grant_request = 0;
@@ -246,9 +259,7 @@ CommandResult StateMachine::wait_cancel(const Command &cmd, const Context &ctx)
                                              [](const SemaphoreHolder &h) { return h.permits == 0; }),
                               sem.holders.end());
         }
-        bool holds = std::any_of(sem.holders.begin(), sem.holders.end(),
-                                 [&](const SemaphoreHolder &h) { return h.session == cmd.session; });
-        if (!holds && !waits(sem.waiters, cmd.session))
+        if (!holds_permits(sem, cmd.session) && !waits(sem.waiters, cmd.session))
             drop_session_ref(cmd.session, kKindSemaphore, cmd.name);
         grant_permits(cmd.name, sem);
         store_semaphore(cmd.name, sem);
@@ -293,10 +304,8 @@ static SemaphoreHolder &holder_of(SemaphoreState &sem, uint64_t session)
 void StateMachine::grant_permits(const std::string &name, SemaphoreState &sem)
 {
     (void)name;
-    while (!sem.waiters.empty() && closing(sem.waiters.front().session)) {
-        settle(sem.waiters.front().request_id, ResultCode::SessionExpired, 0);
-        sem.waiters.erase(sem.waiters.begin());
-    }
+    for (const Waiter &w : take_waiters(sem.waiters, [&](const Waiter &x) { return closing(x.session); }))
+        settle(w.request_id, ResultCode::SessionExpired, 0);
     while (!sem.waiters.empty() && sem.waiters.front().permits <= sem.available) {
         Waiter w = sem.waiters.front();
         sem.waiters.erase(sem.waiters.begin());
@@ -403,19 +412,11 @@ void StateMachine::timeout_semaphore(const std::string &name, const Context &ctx
     if (!row)
         return;
     SemaphoreState sem = decode_semaphore(row->state);
-    std::vector<Waiter> kept;
-    for (const Waiter &w : sem.waiters) {
-        if (w.deadline_us != 0 && w.deadline_us <= ctx.now_us) {
-            settle(w.request_id, ResultCode::Ok, 0); /* false */
-            bool holds = std::any_of(sem.holders.begin(), sem.holders.end(),
-                                     [&](const SemaphoreHolder &h) { return h.session == w.session; });
-            if (!holds && !waits(kept, w.session))
-                drop_session_ref(w.session, kKindSemaphore, name);
-        } else {
-            kept.push_back(w);
-        }
+    for (const Waiter &w : take_waiters(sem.waiters, due_by(ctx.now_us))) {
+        settle(w.request_id, ResultCode::Ok, 0); /* false */
+        if (!holds_permits(sem, w.session) && !waits(sem.waiters, w.session))
+            drop_session_ref(w.session, kKindSemaphore, name);
     }
-    sem.waiters = std::move(kept);
     /* the head may have been a large request blocking smaller ones */
     grant_permits(name, sem);
     store_semaphore(name, sem);
@@ -428,14 +429,8 @@ void StateMachine::semaphore_leave_session(const std::string &name, uint64_t ses
     if (!row)
         return;
     SemaphoreState sem = decode_semaphore(row->state);
-    std::vector<Waiter> kept;
-    for (const Waiter &w : sem.waiters) {
-        if (w.session == session)
-            settle(w.request_id, waiters_get, 0);
-        else
-            kept.push_back(w);
-    }
-    sem.waiters = std::move(kept);
+    for (const Waiter &w : take_waiters(sem.waiters, of_session(session)))
+        settle(w.request_id, waiters_get, 0);
     for (const SemaphoreHolder &h : sem.holders)
         if (h.session == session)
             sem.available += h.permits;

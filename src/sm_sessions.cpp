@@ -22,6 +22,21 @@ static bool contains(const std::vector<uint64_t> &v, uint64_t x)
     return std::find(v.begin(), v.end(), x) != v.end();
 }
 
+/* A command's list of ids (LE u64 each); a malformed one reads as empty, on
+ * every replica alike. */
+static std::vector<uint64_t> id_list(const std::string &bytes)
+{
+    std::vector<uint64_t> ids;
+    try {
+        ByteReader reader(bytes.data(), bytes.size());
+        while (!reader.at_end())
+            ids.push_back(reader.u64());
+    } catch (const DecodeError &) {
+        ids.clear();
+    }
+    return ids;
+}
+
 NodeLease StateMachine::load_node(uint32_t node, bool *found, std::optional<int64_t> *deadline)
 {
     std::optional<ObjectRow> row = storage_.object_get(kKindNode, node_key(node));
@@ -179,14 +194,7 @@ CommandResult StateMachine::keep_alive(const Command &cmd, const Context &ctx)
     if (lease.timeout_us <= 0)
         lease.timeout_us = kDefaultSessionTimeoutUs;
 
-    std::vector<uint64_t> live;
-    try {
-        ByteReader reader(cmd.value.data(), cmd.value.size());
-        while (!reader.at_end())
-            live.push_back(reader.u64());
-    } catch (const DecodeError &) {
-        live.clear();
-    }
+    std::vector<uint64_t> live = id_list(cmd.value);
     std::vector<uint64_t> gone, unlisted;
     for (uint64_t session : lease.sessions) {
         if (session_seq(session) > static_cast<uint64_t>(cmd.arg2) || contains(live, session))
@@ -220,14 +228,7 @@ CommandResult StateMachine::leases_renew(const Command &cmd, const Context &ctx)
 {
     CommandResult r;
     r.request_id = cmd.request_id;
-    std::vector<uint64_t> nodes;
-    try {
-        ByteReader reader(cmd.value.data(), cmd.value.size());
-        while (!reader.at_end())
-            nodes.push_back(reader.u64());
-    } catch (const DecodeError &) {
-        nodes.clear();
-    }
+    std::vector<uint64_t> nodes = id_list(cmd.value);
     for (const std::string &name : storage_.object_names(kKindNode)) {
         std::optional<ObjectRow> row = storage_.object_get(kKindNode, name);
         if (!row || !row->deadline_us || !contains(nodes, std::stoull(name)))

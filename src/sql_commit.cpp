@@ -45,13 +45,19 @@ struct RawOp {
     double ttl_us = 0;
 };
 
-static std::string text_column(HeapTuple t, TupleDesc d, int col, bool *isnull)
+/* One row as the query returned it, copied out of SPI into the caller's
+ * memory: plain data, so that no C++ object lives where a Postgres error
+ * can longjmp (the conversion to RawOp happens after the guard). */
+struct OpRow {
+    text *columns[5]; /* type, op, key, value, unknown fields; NULL when SQL NULL */
+    bool if_null, ttl_null;
+    int64 if_version;
+    double ttl_us;
+};
+
+static std::string as_string(const text *t)
 {
-    Datum v = SPI_getbinval(t, d, col, isnull);
-    if (*isnull)
-        return std::string();
-    text *txt = DatumGetTextPP(v);
-    return std::string(VARDATA_ANY(txt), VARSIZE_ANY_EXHDR(txt));
+    return t ? std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) : std::string();
 }
 
 static void read_ops_rows(Datum ops, std::vector<RawOp> &out);
@@ -81,31 +87,55 @@ static std::vector<RawOp> read_ops(Datum ops)
 
 static void read_ops_rows(Datum ops, std::vector<RawOp> &out)
 {
+    static const int kTextColumns[5] = {1, 2, 3, 4, 7};
+    OpRow *rows = NULL;
+    uint64 n = 0;
+    MemoryContext caller = CurrentMemoryContext;
     pg_guard([&] {
         SPI_connect();
         Oid types[1] = {JSONBOID};
         Datum args[1] = {ops};
         SPI_execute_with_args(kOpsQuery, 1, types, args, NULL, true, 0);
-        for (uint64 i = 0; i < SPI_processed; i++) {
+        n = SPI_processed;
+        rows = (OpRow *)MemoryContextAllocZero(caller, sizeof(OpRow) * (n > 0 ? n : 1));
+        for (uint64 i = 0; i < n; i++) {
             HeapTuple t = SPI_tuptable->vals[i];
             TupleDesc d = SPI_tuptable->tupdesc;
             bool isnull;
-            RawOp r;
-            r.type = text_column(t, d, 1, &isnull);
-            r.op = text_column(t, d, 2, &r.op_null);
-            r.key = text_column(t, d, 3, &r.key_null);
-            r.value = text_column(t, d, 4, &r.value_null);
-            Datum iv = SPI_getbinval(t, d, 5, &r.if_null);
-            if (!r.if_null)
-                r.if_version = DatumGetInt64(iv);
-            Datum tv = SPI_getbinval(t, d, 6, &r.ttl_null);
-            if (!r.ttl_null)
-                r.ttl_us = DatumGetFloat8(DirectFunctionCall1(numeric_float8, tv));
-            r.unknown = text_column(t, d, 7, &isnull);
-            out.push_back(std::move(r));
+            for (int c = 0; c < 5; c++) {
+                Datum v = SPI_getbinval(t, d, kTextColumns[c], &isnull);
+                if (!isnull) {
+                    MemoryContext spi = MemoryContextSwitchTo(caller);
+                    rows[i].columns[c] = DatumGetTextPCopy(v);
+                    MemoryContextSwitchTo(spi);
+                }
+            }
+            Datum iv = SPI_getbinval(t, d, 5, &rows[i].if_null);
+            if (!rows[i].if_null)
+                rows[i].if_version = DatumGetInt64(iv);
+            Datum tv = SPI_getbinval(t, d, 6, &rows[i].ttl_null);
+            if (!rows[i].ttl_null)
+                rows[i].ttl_us = DatumGetFloat8(DirectFunctionCall1(numeric_float8, tv));
         }
         SPI_finish();
     });
+    for (uint64 i = 0; i < n; i++) {
+        const OpRow &row = rows[i];
+        RawOp r;
+        r.type = as_string(row.columns[0]);
+        r.op_null = row.columns[1] == NULL;
+        r.op = as_string(row.columns[1]);
+        r.key_null = row.columns[2] == NULL;
+        r.key = as_string(row.columns[2]);
+        r.value_null = row.columns[3] == NULL;
+        r.value = as_string(row.columns[3]);
+        r.unknown = as_string(row.columns[4]);
+        r.if_null = row.if_null;
+        r.if_version = row.if_version;
+        r.ttl_null = row.ttl_null;
+        r.ttl_us = row.ttl_us;
+        out.push_back(std::move(r));
+    }
 }
 
 [[noreturn]] static void bad_op(size_t i, const std::string &what)

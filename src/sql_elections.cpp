@@ -7,9 +7,7 @@
  */
 extern "C" {
 #include "postgres.h"
-#include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 }
@@ -25,6 +23,7 @@ extern "C" {
 #include "session.h"
 #include "shmem.h"
 #include "sql_args.h"
+#include "sql_result.h"
 
 using namespace atomix;
 
@@ -40,23 +39,19 @@ static Datum term_of(FunctionCallInfo fcinfo, int32_t partition, const std::stri
     ElectionState e;
     if (read_object(partition, kKindElection, election, &blob))
         e = decode_election(blob);
-    Datum result = 0;
+    int n = (int)e.candidates.size();
+    ArrayType *arr = NULL;
+    Datum *ids = NULL;
     pg_guard([&] {
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "atomix: election functions must return a composite type");
-        desc = BlessTupleDesc(desc);
-        int n = (int)e.candidates.size();
-        Datum *ids = (Datum *)palloc(sizeof(Datum) * (n > 0 ? n : 1));
+        ids = (Datum *)palloc(sizeof(Datum) * (n > 0 ? n : 1));
         for (int i = 0; i < n; i++)
             ids[i] = PointerGetDatum(
                 cstring_to_text_with_len(e.candidates[i].id.data(), (int)e.candidates[i].id.size()));
-        ArrayType *arr = construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT);
-        Datum values[3] = {Int64GetDatum(e.term), n > 0 ? ids[0] : (Datum)0, PointerGetDatum(arr)};
-        bool nulls[3] = {false, n == 0, false};
-        result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+        arr = construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT);
     });
-    return result;
+    Datum values[3] = {Int64GetDatum(e.term), n > 0 ? ids[0] : (Datum)0, PointerGetDatum(arr)};
+    bool nulls[3] = {false, n == 0, false};
+    return composite_result(fcinfo, values, nulls);
 }
 
 static Datum change(FunctionCallInfo fcinfo, Op op)

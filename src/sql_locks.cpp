@@ -8,8 +8,6 @@
  */
 extern "C" {
 #include "postgres.h"
-#include "access/htup_details.h"
-#include "funcapi.h"
 #include "utils/timestamp.h"
 }
 
@@ -23,6 +21,7 @@ extern "C" {
 #include "session.h"
 #include "shmem.h"
 #include "sql_args.h"
+#include "sql_result.h"
 
 using namespace atomix;
 
@@ -88,19 +87,11 @@ ATOMIX_SQL_FUNCTION(atomix_lock_holder)
     LockState lock = decode_lock(blob);
     if (lock.holder == 0)
         PG_RETURN_NULL();
-    Datum result = 0;
-    pg_guard([&] {
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "atomix: lock_holder must return a composite type");
-        desc = BlessTupleDesc(desc);
-        Datum values[4] = {Int64GetDatum(lock.token), Int64GetDatum((int64)lock.holder),
-                           Int32GetDatum((int32)session_node(lock.holder)),
-                           TimestampTzGetDatum(lock.since_us - kUnixToPgEpochUs)};
-        bool nulls[4] = {false, false, false, false};
-        result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
-    });
-    return result;
+    Datum values[4] = {Int64GetDatum(lock.token), Int64GetDatum((int64)lock.holder),
+                       Int32GetDatum((int32)session_node(lock.holder)),
+                       TimestampTzGetDatum(lock.since_us - kUnixToPgEpochUs)};
+    bool nulls[4] = {false, false, false, false};
+    return composite_result(fcinfo, values, nulls);
 }
 
 /* ---- semaphores ---- */

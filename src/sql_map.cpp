@@ -8,9 +8,6 @@
  */
 extern "C" {
 #include "postgres.h"
-#include "access/htup_details.h"
-#include "funcapi.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 }
@@ -23,6 +20,7 @@ extern "C" {
 #include "shmem.h"
 #include "objects.h"
 #include "sql_args.h"
+#include "sql_result.h"
 
 using namespace atomix;
 
@@ -105,19 +103,7 @@ static MapLookup lookup(FunctionCallInfo fcinfo)
     return read_map_entry(partition, kEntryMap, map, key);
 }
 
-static text *as_text(bytea *raw)
-{
-    bool valid = false;
-    pg_guard([&] {
-        valid = pg_verify_mbstr(GetDatabaseEncoding(), VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw),
-                                true);
-    });
-    if (!valid)
-        throw AtomixError(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
-                          "the value is not valid text in the database encoding",
-                          "It was stored as bytea; read it with atomix.map_get_bytea().");
-    return (text *)raw; /* same varlena layout */
-}
+static const char *kBinaryHint = "It was stored as bytea; read it with atomix.map_get_bytea().";
 
 ATOMIX_SQL_FUNCTION(atomix_map_get)
 {
@@ -125,7 +111,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_get)
     MapLookup found = lookup(fcinfo);
     if (!found.found)
         PG_RETURN_NULL();
-    PG_RETURN_TEXT_P(as_text(found.value));
+    PG_RETURN_TEXT_P(stored_text(found.value, kBinaryHint));
 }
 
 ATOMIX_SQL_FUNCTION(atomix_map_get_bytea)
@@ -144,20 +130,7 @@ ATOMIX_SQL_FUNCTION(atomix_map_get_entry)
     MapLookup found = lookup(fcinfo);
     if (!found.found)
         PG_RETURN_NULL();
-    Datum key = PG_GETARG_DATUM(1);
-    text *value = as_text(found.value);
-    Datum result = 0;
-    pg_guard([&] {
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "atomix: map_get_entry must return a composite type");
-        desc = BlessTupleDesc(desc);
-        Datum values[4] = {key, PointerGetDatum(value), Int64GetDatum(found.version),
-                           TimestampTzGetDatum(found.expires_at)};
-        bool nulls[4] = {false, false, false, !found.has_expiry};
-        result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
-    });
-    return result;
+    return entry_result(fcinfo, PG_GETARG_DATUM(1), found, kBinaryHint);
 }
 
 ATOMIX_SQL_FUNCTION(atomix_map_entries)

@@ -7,9 +7,6 @@
  */
 extern "C" {
 #include "postgres.h"
-#include "access/htup_details.h"
-#include "funcapi.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 }
@@ -22,6 +19,7 @@ extern "C" {
 #include "routing.h"
 #include "shmem.h"
 #include "sql_args.h"
+#include "sql_result.h"
 
 using namespace atomix;
 
@@ -63,17 +61,8 @@ static MapLookup lookup_value(FunctionCallInfo fcinfo)
     return read_map_entry(p, kEntryValue, name, std::string());
 }
 
-static text *checked_text(bytea *raw)
-{
-    bool valid = false;
-    pg_guard([&] {
-        valid = pg_verify_mbstr(GetDatabaseEncoding(), VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), true);
-    });
-    if (!valid)
-        throw AtomixError(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
-                          "the value is not valid text in the database encoding");
-    return (text *)raw;
-}
+/* value_set takes text only, so this would mean the database encoding changed */
+static const char *kEncodingHint = "The value was stored under another database encoding.";
 
 ATOMIX_SQL_FUNCTION(atomix_value_get)
 {
@@ -81,7 +70,7 @@ ATOMIX_SQL_FUNCTION(atomix_value_get)
     MapLookup found = lookup_value(fcinfo);
     if (!found.found)
         PG_RETURN_NULL();
-    PG_RETURN_TEXT_P(checked_text(found.value));
+    PG_RETURN_TEXT_P(stored_text(found.value, kEncodingHint));
 }
 
 ATOMIX_SQL_FUNCTION(atomix_value_get_entry)
@@ -90,20 +79,7 @@ ATOMIX_SQL_FUNCTION(atomix_value_get_entry)
     MapLookup found = lookup_value(fcinfo);
     if (!found.found)
         PG_RETURN_NULL();
-    Datum name = PG_GETARG_DATUM(0);
-    text *value = checked_text(found.value);
-    Datum result = 0;
-    pg_guard([&] {
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "atomix: value_get_entry must return a composite type");
-        desc = BlessTupleDesc(desc);
-        Datum values[4] = {name, PointerGetDatum(value), Int64GetDatum(found.version),
-                           TimestampTzGetDatum(found.expires_at)};
-        bool nulls[4] = {false, false, false, !found.has_expiry};
-        result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
-    });
-    return result;
+    return entry_result(fcinfo, PG_GETARG_DATUM(0), found, kEncodingHint);
 }
 
 ATOMIX_SQL_FUNCTION(atomix_value_delete)
