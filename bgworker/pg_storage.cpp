@@ -78,10 +78,6 @@ static const StmtDef kStmts[] = {
     {"DELETE FROM atomix.map_data_p%1$d", 0, {}},
     /* CLEAR_COUNTERS */
     {"DELETE FROM atomix.counter_data_p%1$d", 0, {}},
-    /* REQUEST_GET */
-    {"SELECT code::int8, value, recorded_at FROM atomix.request_log_p%1$d WHERE request_id = $1",
-     1,
-     {INT8OID}},
     /* REQUEST_PUT: one statement for all commands of an entry */
     {"INSERT INTO atomix.request_log_p%1$d (partition_id, request_id, code, value, recorded_at) "
      "SELECT %1$d, r.* FROM unnest($1::bigint[], $2::int2[], $3::bigint[], $4::bigint[]) AS r "
@@ -128,6 +124,11 @@ static const StmtDef kStmts[] = {
     {"SELECT name FROM atomix.object_data_p%1$d WHERE kind = $1 ORDER BY name COLLATE \"C\"",
      1,
      {CHAROID}},
+    /* REQUEST_GET_MANY */
+    {"SELECT request_id, code::int8, value, recorded_at FROM atomix.request_log_p%1$d "
+     "WHERE request_id = ANY($1)",
+     1,
+     {INT8ARRAYOID}},
 };
 
 static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 27, "one definition per statement");
@@ -420,17 +421,27 @@ void PgStorage::clear_all()
     exec(CLEAR_OBJECTS, NULL, NULL);
 }
 
-std::optional<RequestRecord> PgStorage::request_lookup(uint64_t request_id)
+std::vector<RequestRecord> PgStorage::request_lookup_many(const std::vector<uint64_t> &ids)
 {
-    Datum args[1] = {Int64GetDatum((int64)request_id)};
-    if (exec(REQUEST_GET, args, NULL) == 0)
-        return std::nullopt;
-    RequestRecord r;
-    r.request_id = request_id;
-    r.code = (uint8_t)column_int64(0, 1, false).value_or(0);
-    r.value = column_int64(0, 2, false).value_or(0);
-    r.recorded_at_us = column_int64(0, 3, false).value_or(0);
-    return r;
+    Datum args[1];
+    pg_guard([&] {
+        int n = (int)ids.size();
+        Datum *elems = (Datum *)palloc(sizeof(Datum) * n);
+        for (int i = 0; i < n; i++)
+            elems[i] = Int64GetDatum((int64)ids[i]);
+        args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+    });
+    uint64 n = exec(REQUEST_GET_MANY, args, NULL);
+    std::vector<RequestRecord> out;
+    for (uint64 i = 0; i < n; i++) {
+        RequestRecord r;
+        r.request_id = (uint64_t)column_int64((int)i, 1, false).value_or(0);
+        r.code = (uint8_t)column_int64((int)i, 2, false).value_or(0);
+        r.value = column_int64((int)i, 3, false).value_or(0);
+        r.recorded_at_us = column_int64((int)i, 4, false).value_or(0);
+        out.push_back(r);
+    }
+    return out;
 }
 
 void PgStorage::request_record(const std::vector<RequestRecord> &records)

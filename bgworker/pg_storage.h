@@ -48,7 +48,7 @@ class PgStorage : public PartitionStorage {
     std::optional<int64_t> counter_get(const std::string &name) override;
     void counter_put(const std::string &name, int64_t value) override;
 
-    std::optional<RequestRecord> request_lookup(uint64_t request_id) override;
+    std::vector<RequestRecord> request_lookup_many(const std::vector<uint64_t> &ids) override;
     void request_record(const std::vector<RequestRecord> &records) override;
     void request_purge(int64_t before_us) override;
     void for_each_request(const std::function<void(const RequestRecord &)> &fn) override;
@@ -73,7 +73,6 @@ class PgStorage : public PartitionStorage {
         COUNTER_ALL,
         CLEAR_MAP,
         CLEAR_COUNTERS,
-        REQUEST_GET,
         REQUEST_PUT,
         REQUEST_PURGE,
         REQUEST_ALL,
@@ -86,6 +85,7 @@ class PgStorage : public PartitionStorage {
         OBJECT_ALL,
         CLEAR_OBJECTS,
         OBJECT_NAMES,
+        REQUEST_GET_MANY,
         STMT_COUNT
     };
     SPIPlanPtr plan(Stmt stmt);

@@ -143,7 +143,7 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
                                  (unsigned long long)index, p.id)));
     notify_watchers();
     for (const CommandResult &r : results_) {
-        /* reply codes 0-8 are the result codes */
+        /* reply codes 0-9 are the result codes */
         int code = static_cast<int>(r.code);
         if (r.code == ResultCode::Pending) {
             /* applied: it now waits in the partition; a later entry answers */

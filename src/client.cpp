@@ -112,6 +112,10 @@ static void raise_reply_error(int code, const char *message)
                           std::string(),
                           "The cluster closed this backend's session (its node did not renew it "
                           "within atomix.session_timeout, or it was closed).");
+    case REPLY_REFUSED:
+        throw AtomixError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                          "atomix refused the command: a name, key or value is over its limit",
+                          "Names are at most 255 bytes, keys 1024, values 64MB, with no NUL bytes.");
     case REPLY_NOT_SUBMITTED:
         throw AtomixError(ERRCODE_CANNOT_CONNECT_NOW, message,
                           "The request was not applied; retry once the atomix worker is back.");

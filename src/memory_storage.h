@@ -3,12 +3,20 @@
  *
  * Used by the unit tests and the raft_fixture test, where replicas run
  * without a server.  Ordered containers make dumps comparable byte for byte.
+ *
+ * It is exactly as strict as the Postgres tables (bgworker/pg_storage.cpp):
+ * whatever Postgres would refuse, this refuses too, by throwing — a request
+ * id twice in one request_record call (INSERT ... ON CONFLICT DO UPDATE
+ * cannot touch a row twice), a btree key over the index row size limit.
+ * A double that accepted more would hide the bugs the worker then hits.
  */
 #ifndef ATOMIX_MEMORY_STORAGE_H
 #define ATOMIX_MEMORY_STORAGE_H
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <stdexcept>
 #include <tuple>
 #include <utility>
 
@@ -16,8 +24,19 @@
 
 namespace atomix {
 
+/* The largest btree index row Postgres accepts with 8 kB pages. */
+constexpr size_t kBtreeMaxRowBytes = 2704;
+
+class StorageRefused : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
 class MemoryStorage : public PartitionStorage {
   public:
+    /* Test hook: every write fails while set (an injected storage failure). */
+    bool fail_writes = false;
+
     PartitionMeta load_meta() override { return meta_; }
     void store_meta(const PartitionMeta &meta) override { meta_ = meta; }
 
@@ -30,6 +49,9 @@ class MemoryStorage : public PartitionStorage {
     }
     void map_put(char kind, const std::string &map, const std::string &key, const MapRow &row) override
     {
+        check_write();
+        /* btree over (kind, map, key): a varlena header per text column */
+        check_index_row(1 + 4 + map.size() + 4 + key.size());
         maps_[{kind, map, key}] = row;
     }
     bool map_remove(char kind, const std::string &map, const std::string &key) override
@@ -81,6 +103,8 @@ class MemoryStorage : public PartitionStorage {
     }
     void object_put(char kind, const std::string &name, const ObjectRow &row) override
     {
+        check_write();
+        check_index_row(1 + 4 + name.size());
         objects_[{kind, name}] = row;
     }
     void object_remove(char kind, const std::string &name) override { objects_.erase({kind, name}); }
@@ -126,17 +150,31 @@ class MemoryStorage : public PartitionStorage {
             return std::nullopt;
         return it->second;
     }
-    void counter_put(const std::string &name, int64_t value) override { counters_[name] = value; }
-
-    std::optional<RequestRecord> request_lookup(uint64_t request_id) override
+    void counter_put(const std::string &name, int64_t value) override
     {
-        auto it = requests_.find(request_id);
-        if (it == requests_.end())
-            return std::nullopt;
-        return it->second;
+        check_write();
+        check_index_row(4 + name.size());
+        counters_[name] = value;
+    }
+
+    std::vector<RequestRecord> request_lookup_many(const std::vector<uint64_t> &ids) override
+    {
+        std::vector<RequestRecord> out;
+        std::set<uint64_t> seen;
+        for (uint64_t id : ids) {
+            auto it = requests_.find(id);
+            if (it != requests_.end() && seen.insert(id).second)
+                out.push_back(it->second);
+        }
+        return out;
     }
     void request_record(const std::vector<RequestRecord> &records) override
     {
+        check_write();
+        std::set<uint64_t> ids;
+        for (const RequestRecord &r : records)
+            if (!ids.insert(r.request_id).second)
+                throw StorageRefused("ON CONFLICT DO UPDATE command cannot affect row a second time");
         for (const RequestRecord &r : records)
             requests_[r.request_id] = r;
     }
@@ -170,8 +208,20 @@ class MemoryStorage : public PartitionStorage {
     }
 
     size_t map_count() const { return maps_.size(); }
+    size_t request_count() const { return requests_.size(); }
 
   private:
+    void check_write() const
+    {
+        if (fail_writes)
+            throw StorageRefused("injected storage failure");
+    }
+    static void check_index_row(size_t bytes)
+    {
+        if (bytes + 16 > kBtreeMaxRowBytes)
+            throw StorageRefused("index row size exceeds btree version 4 maximum 2704");
+    }
+
     PartitionMeta meta_;
     std::map<std::tuple<char, std::string, std::string>, MapRow> maps_;
     std::map<std::pair<char, std::string>, ObjectRow> objects_;

@@ -35,7 +35,7 @@ enum AtomixSlotState {
     SLOT_ABANDONED,
 };
 
-/* 0-8 are the state machine's ResultCodes (state_machine.h). */
+/* 0-9 are the state machine's ResultCodes (state_machine.h). */
 enum AtomixReplyCode {
     REPLY_OK = 0,
     REPLY_NULL = 1,          /* SQL NULL result */
@@ -45,6 +45,7 @@ enum AtomixReplyCode {
     REPLY_INVALID = 6,
     REPLY_CONFLICT = 7,
     REPLY_NOT_OWNER = 8,
+    REPLY_REFUSED = 9,       /* over a limit the state machine enforces */
     REPLY_NOT_SUBMITTED = 10, /* worker stopped before proposing: not applied */
     REPLY_IN_DOUBT = 11,     /* worker stopped after proposing: may be applied */
     REPLY_UNAVAILABLE = 12,  /* no leader within atomix.unavailable_timeout */

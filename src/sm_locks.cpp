@@ -68,16 +68,6 @@ static int64_t wait_deadline(const Command &cmd, const int64_t now_us)
     return now_us + std::min(cmd.ttl_us, limit);
 }
 
-/* On a cluster a forwarded acquire can be resent after its WaitCancel was
- * applied (a leader change reorders them); the cancel then left a record
- * under the acquire's request id, and the late acquire must not queue. */
-bool StateMachine::cancelled_before_arrival(const Command &cmd)
-{
-    bool waits = cmd.op == Op::LockAcquire ? cmd.arg1 != 0 : cmd.arg2 != 0;
-    return request_log_ && waits && cmd.request_id != 0 &&
-           storage_.request_lookup(cmd.request_id).has_value();
-}
-
 /* ---- locks ---- */
 
 void StateMachine::store_lock(const std::string &name, const LockState &lock, const Context &ctx)
@@ -130,10 +120,6 @@ CommandResult StateMachine::lock_acquire(const Command &cmd, const Context &ctx)
     r.code = open_session(cmd, ctx);
     if (r.code != ResultCode::Ok)
         return r;
-    if (cancelled_before_arrival(cmd)) {
-        r.code = ResultCode::Null;
-        return r;
-    }
     std::optional<ObjectRow> row = storage_.object_get(kKindLock, cmd.name);
     LockState lock = row ? decode_lock(row->state) : LockState{};
     if (lock.holder == cmd.session) {
@@ -270,14 +256,16 @@ CommandResult StateMachine::wait_cancel(const Command &cmd, const Context &ctx)
     return r;
 }
 
-/* The acquire being cancelled has not arrived (yet): answer it now, as
- * "not granted", in the request log where cancelled_before_arrival finds it. */
+/* The acquire being cancelled has not arrived (yet): on a cluster a leader
+ * change can reorder them.  Answer it now, as "not granted", under its own
+ * request id: when it arrives it is a request already applied, and apply()
+ * answers it from this record instead of queueing it. */
 void StateMachine::remember_cancel(uint64_t waiting, char kind, const Context &ctx)
 {
     if (!request_log_ || waiting == 0)
         return;
     ResultCode code = kind == kKindLock ? ResultCode::Null : ResultCode::Ok;
-    storage_.request_record({RequestRecord{waiting, static_cast<uint8_t>(code), 0, ctx.now_us}});
+    record_outcome(waiting, code, 0, ctx.now_us);
 }
 
 /* ---- semaphores ---- */
@@ -351,8 +339,6 @@ CommandResult StateMachine::semaphore_acquire(const Command &cmd, const Context 
     r.code = open_session(cmd, ctx);
     if (r.code != ResultCode::Ok)
         return r;
-    if (cancelled_before_arrival(cmd))
-        return r; /* value 0: false */
     /* opening may have closed the node's previous life, which gave back its
      * permits and answered its waiters here: read the semaphore again */
     sem = decode_semaphore(storage_.object_get(kKindSemaphore, cmd.name)->state);

@@ -48,8 +48,38 @@ void StateMachine::emit(const char *kind, const std::string &name, const std::st
 
 void StateMachine::settle(uint64_t request_id, ResultCode code, int64_t value)
 {
-    if (settled_ && request_id != 0)
+    if (settled_ && request_id != 0) {
         settled_->push_back(CommandResult{request_id, code, value});
+        /* a copy of the waiting request that arrives later gets the final
+         * outcome, not the Pending it was first answered */
+        record_outcome(request_id, code, value, settle_now_us_);
+    }
+}
+
+void StateMachine::record_outcome(uint64_t request_id, ResultCode code, int64_t value,
+                                  int64_t now_us)
+{
+    if (request_id == 0)
+        return;
+    RequestRecord rec{request_id, static_cast<uint8_t>(code), value, now_us};
+    auto it = entry_record_index_.find(request_id);
+    if (it != entry_record_index_.end()) {
+        entry_records_[it->second] = rec;
+        return;
+    }
+    entry_record_index_.emplace(request_id, entry_records_.size());
+    entry_records_.push_back(rec);
+}
+
+/* What every replica refuses before touching storage, so no committed entry
+ * can make the storage raise an error (a btree row too large, ...). */
+bool StateMachine::breaks_limits(const Command &cmd)
+{
+    auto bad_text = [](const std::string &s, size_t max) {
+        return s.size() > max || s.find('\0') != std::string::npos;
+    };
+    return bad_text(cmd.name, kSmMaxNameBytes) || bad_text(cmd.key, kSmMaxKeyBytes) ||
+           cmd.value.size() > kSmMaxValueBytes;
 }
 
 bool StateMachine::apply(uint64_t index, const void *data, size_t len,
@@ -81,6 +111,9 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
     /* Log time never goes backwards, even if a new leader's clock is behind. */
     int64_t now = std::max(meta.log_time_us, stamp);
     settled_ = &results;
+    settle_now_us_ = now;
+    entry_records_.clear();
+    entry_record_index_.clear();
     Context ctx{index, 0, now};
     std::optional<int64_t> deadline = next_deadline();
     if (deadline && *deadline <= now) {
@@ -92,30 +125,62 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
 
     /* Forget old request ids at log-time minute boundaries: the same log
      * positions on every replica. */
-    if (now / kRequestLogPurgeEveryUs != meta.log_time_us / kRequestLogPurgeEveryUs)
+    if (request_log_ && now / kRequestLogPurgeEveryUs != meta.log_time_us / kRequestLogPurgeEveryUs)
         storage_.request_purge(now - kRequestLogWindowUs);
 
-    std::vector<RequestRecord> records;
+    /* At most once: a request id already applied — in an earlier entry, or
+     * earlier in this one — is answered with its recorded outcome, never
+     * executed again, whether or not it carries the retry flag (a copy can
+     * arrive without it: a resend racing the first attempt's reply).  One
+     * lookup covers the whole entry. */
+    std::unordered_map<uint64_t, RequestRecord> applied_before;
+    if (request_log_) {
+        std::vector<uint64_t> ids;
+        for (const Command &cmd : commands)
+            if (cmd.request_id != 0 && cmd.op != Op::Barrier)
+                ids.push_back(cmd.request_id);
+        if (!ids.empty())
+            for (const RequestRecord &rec : storage_.request_lookup_many(ids))
+                applied_before.emplace(rec.request_id, rec);
+    }
+
     for (uint32_t i = 0; i < commands.size(); i++) {
         const Command &cmd = commands[i];
-        if (cmd.is_retry() && cmd.request_id != 0) {
-            std::optional<RequestRecord> seen = storage_.request_lookup(cmd.request_id);
-            if (seen && seen->recorded_at_us >= now - kRequestLogWindowUs) {
-                results.push_back(CommandResult{cmd.request_id, static_cast<ResultCode>(seen->code),
-                                                seen->value});
+        if (cmd.request_id != 0 && cmd.op != Op::Barrier) {
+            const RequestRecord *seen = nullptr;
+            auto here = entry_record_index_.find(cmd.request_id);
+            if (here != entry_record_index_.end()) {
+                seen = &entry_records_[here->second];
+            } else {
+                auto before = applied_before.find(cmd.request_id);
+                if (before != applied_before.end())
+                    seen = &before->second;
+            }
+            if (seen) {
+                duplicates_answered_++;
+                results.push_back(
+                    CommandResult{cmd.request_id, static_cast<ResultCode>(seen->code), seen->value});
                 continue;
             }
         }
         ctx.position = i;
-        /* settlements of other requests go to `results` first */
-        CommandResult r = execute(cmd, ctx);
+        CommandResult r;
+        if (breaks_limits(cmd)) {
+            r.request_id = cmd.request_id;
+            r.code = ResultCode::Refused;
+        } else {
+            /* settlements of other requests go to `results` first */
+            r = execute(cmd, ctx);
+        }
         results.push_back(r);
-        if (request_log_ && cmd.request_id != 0 && cmd.op != Op::Barrier)
-            records.push_back(RequestRecord{cmd.request_id, static_cast<uint8_t>(r.code), r.value, now});
+        if (cmd.request_id != 0 && cmd.op != Op::Barrier)
+            record_outcome(cmd.request_id, r.code, r.value, now);
     }
     settled_ = nullptr;
-    if (!records.empty())
-        storage_.request_record(records);
+    if (request_log_ && !entry_records_.empty())
+        storage_.request_record(entry_records_);
+    entry_records_.clear();
+    entry_record_index_.clear();
 
     meta.applied_index = index;
     meta.log_time_us = now;
@@ -218,6 +283,12 @@ CommandResult StateMachine::map_commit(const Command &cmd, const Context &ctx)
         r.code = ResultCode::Invalid; /* every replica refuses it alike */
         return r;
     }
+    for (const MapCommitOp &op : ops)
+        if (op.key.size() > kSmMaxKeyBytes || op.key.find('\0') != std::string::npos ||
+            op.value.size() > kSmMaxValueBytes) {
+            r.code = ResultCode::Refused;
+            return r;
+        }
     for (const MapCommitOp &op : ops) {
         if (!op.has_if_version)
             continue;

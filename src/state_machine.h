@@ -19,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "codec.h"
@@ -120,7 +121,12 @@ class PartitionStorage {
     virtual std::optional<int64_t> counter_get(const std::string &name) = 0;
     virtual void counter_put(const std::string &name, int64_t value) = 0;
 
-    virtual std::optional<RequestRecord> request_lookup(uint64_t request_id) = 0;
+    /* The records among `ids` (one round trip for a whole entry). */
+    virtual std::vector<RequestRecord> request_lookup_many(const std::vector<uint64_t> &ids) = 0;
+    /* Inserts new records and overwrites existing ones (a settled wait
+     * replaces its Pending record).  A request id may appear only once per
+     * call: Postgres refuses an INSERT ... ON CONFLICT DO UPDATE that would
+     * touch a row twice, and so does MemoryStorage. */
     virtual void request_record(const std::vector<RequestRecord> &records) = 0;
     virtual void request_purge(int64_t before_us) = 0;
 
@@ -145,7 +151,18 @@ enum class ResultCode : uint8_t {
     Invalid = 6,        /* more permits than the semaphore has */
     Conflict = 7,       /* the candidate id belongs to another session */
     NotOwner = 8,       /* withdrawing another session's candidate */
+    /* The command breaks a limit every replica enforces (a name, key or
+     * value too long, a NUL byte in a name or key): refused before any
+     * write.  The SQL layer refuses these first; this catches what a peer or
+     * an older node may still send. */
+    Refused = 9,
 };
+
+/* Limits the state machine enforces itself (the SQL layer's are the same or
+ * tighter: atomix.max_value_size is at most this). */
+constexpr size_t kSmMaxNameBytes = 255;
+constexpr size_t kSmMaxKeyBytes = 1024;
+constexpr size_t kSmMaxValueBytes = 64u * 1024 * 1024;
 
 struct CommandResult {
     uint64_t request_id = 0;
@@ -192,6 +209,13 @@ class StateMachine {
      * skips the cost. */
     void set_request_log(bool enabled) { request_log_ = enabled; }
 
+    /* Copies of an already applied request answered from the request log
+     * (or from an earlier copy in the same entry) since this replica started. */
+    uint64_t duplicates_answered() const { return duplicates_answered_; }
+
+    /* Forgets cached derived state (after the storage rolled back). */
+    void forget_caches() { next_deadline_known_ = false; }
+
     /* Changes applied from now on are appended here (nullptr: none). */
     void set_event_sink(std::vector<WatchEvent> *events) { events_ = events; }
 
@@ -219,6 +243,8 @@ class StateMachine {
     };
 
     CommandResult execute(const Command &cmd, const Context &ctx);
+    static bool breaks_limits(const Command &cmd);
+    void record_outcome(uint64_t request_id, ResultCode code, int64_t value, int64_t now_us);
     CommandResult map_write(const Command &cmd, char kind, const std::string &key, int64_t version,
                             int64_t now_us);
     CommandResult set_write(const Command &cmd, const Context &ctx);
@@ -246,7 +272,6 @@ class StateMachine {
     CommandResult lock_acquire(const Command &cmd, const Context &ctx);
     CommandResult lock_release(const Command &cmd, const Context &ctx);
     CommandResult wait_cancel(const Command &cmd, const Context &ctx);
-    bool cancelled_before_arrival(const Command &cmd);
     void remember_cancel(uint64_t waiting, char kind, const Context &ctx);
     void store_lock(const std::string &name, const LockState &lock, const Context &ctx);
     void grant_lock(const std::string &name, LockState &lock, const Context &ctx);
@@ -274,6 +299,12 @@ class StateMachine {
     std::optional<int64_t> next_deadline_;
     std::vector<WatchEvent> *events_ = nullptr;
     std::vector<CommandResult> *settled_ = nullptr; /* during apply */
+    /* During apply: the outcomes this entry records, one per request id
+     * (a wait settled in the same entry overwrites its Pending outcome). */
+    std::vector<RequestRecord> entry_records_;
+    std::unordered_map<uint64_t, size_t> entry_record_index_; /* id → position */
+    int64_t settle_now_us_ = 0;
+    uint64_t duplicates_answered_ = 0;
     std::vector<uint64_t> closing_; /* sessions a node lease expiry is closing */
     bool closing(uint64_t session) const
     {
