@@ -4,6 +4,11 @@
  */
 #include "node_transport.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -47,6 +52,14 @@ struct NodeTransport::Connection {
     std::string rbuf;
     std::string c_nonce;
     std::string s_nonce;
+    /* liveness, in uv_now() milliseconds (monotonic) */
+    uint64_t created_ms = 0;
+    uint64_t last_recv_ms = 0;
+    uint64_t last_send_ms = 0;
+    /* test-only holds (TransportFaults) */
+    std::vector<std::string> held_out;
+    uint64_t held_out_since_ms = 0;
+    std::string held_in;
 };
 
 struct NodeTransport::Peer {
@@ -84,17 +97,24 @@ NodeTransport::~NodeTransport() = default;
 
 static void write_done(uv_write_t *req, int) { delete static_cast<WriteReq *>(req->data); }
 
-static bool write_frame(uv_tcp_t *tcp, FrameType type, const char *head, size_t head_len,
-                        const char *body, size_t body_len)
+static std::string frame_bytes(FrameType type, const char *head, size_t head_len, const char *body,
+                               size_t body_len)
+{
+    std::string data;
+    data.reserve(5 + head_len + body_len);
+    put_le32(data, static_cast<uint32_t>(1 + head_len + body_len));
+    data.push_back(static_cast<char>(type));
+    data.append(head, head_len);
+    if (body_len)
+        data.append(body, body_len);
+    return data;
+}
+
+static bool write_bytes(uv_tcp_t *tcp, std::string data)
 {
     WriteReq *w = new WriteReq();
     w->req.data = w;
-    w->data.reserve(5 + head_len + body_len);
-    put_le32(w->data, static_cast<uint32_t>(1 + head_len + body_len));
-    w->data.push_back(static_cast<char>(type));
-    w->data.append(head, head_len);
-    if (body_len)
-        w->data.append(body, body_len);
+    w->data = std::move(data);
     uv_buf_t buf = uv_buf_init(const_cast<char *>(w->data.data()),
                                static_cast<unsigned int>(w->data.size()));
     if (uv_write(&w->req, reinterpret_cast<uv_stream_t *>(tcp), &buf, 1, write_done) != 0) {
@@ -102,6 +122,23 @@ static bool write_frame(uv_tcp_t *tcp, FrameType type, const char *head, size_t 
         return false;
     }
     return true;
+}
+
+/* Every write to a peer goes through here: a test hold keeps the frame back
+ * (as a dropping firewall keeps TCP retransmitting) instead of sending it. */
+void NodeTransport::write_on(Connection *c, FrameType type, const char *head, size_t head_len,
+                             const char *body, size_t body_len)
+{
+    std::string data = frame_bytes(type, head, head_len, body, body_len);
+    c->last_send_ms = uv_now(loop_);
+    if (c->peer_id != 0 && holds_out(c->peer_id)) {
+        if (c->held_out.empty())
+            c->held_out_since_ms = uv_now(loop_);
+        c->held_out.push_back(std::move(data));
+        return;
+    }
+    if (!write_bytes(&c->tcp, std::move(data)))
+        connection_lost(c, "write failed");
 }
 
 bool NodeTransport::send(uint32_t peer, FrameType type, const std::string &payload)
@@ -118,11 +155,14 @@ bool NodeTransport::send(uint32_t peer, FrameType type, const char *head, size_t
     Connection *c = it->second->out;
     if (!c || c->state != Connection::Ready || c->closing)
         return false;
-    if (!write_frame(&c->tcp, type, head, head_len, body, body_len)) {
-        connection_lost(c, "write failed");
-        return false;
-    }
-    return true;
+    write_on(c, type, head, head_len, body, body_len);
+    return !c->closing;
+}
+
+uint64_t NodeTransport::link_generation(uint32_t peer) const
+{
+    auto it = generation_.find(peer);
+    return it == generation_.end() ? 0 : it->second;
 }
 
 bool NodeTransport::connected(uint32_t peer) const
@@ -155,7 +195,17 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         t->connection_lost(c, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
         return;
     }
-    c->rbuf.append(buf->base, static_cast<size_t>(nread));
+    if (c->peer_id != 0 && t->holds_in(c->peer_id)) {
+        c->held_in.append(buf->base, static_cast<size_t>(nread));
+        return;
+    }
+    t->received(c, buf->base, static_cast<size_t>(nread));
+}
+
+void NodeTransport::received(Connection *c, const char *data, size_t n_bytes)
+{
+    NodeTransport *t = this;
+    c->rbuf.append(data, n_bytes);
     size_t pos = 0;
     while (!c->closing && c->rbuf.size() - pos >= 5) {
         uint32_t len = get_le32(c->rbuf.data() + pos);
@@ -205,6 +255,9 @@ void NodeTransport::handle_frame(Connection *c, FrameType type, const char *p, s
         return;
     }
     last_contact_[c->peer_id] = now_us();
+    c->last_recv_ms = uv_now(loop_);
+    if (type == FrameType::Ping)
+        return;
     hooks_.on_frame(c->peer_id, type, p, n);
 }
 
@@ -230,7 +283,7 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
         put_le32(reply, self);
         reply += c->s_nonce;
         reply += server_proof(c->c_nonce, c->s_nonce, self);
-        write_frame(&c->tcp, FrameType::Challenge, reply.data(), reply.size(), nullptr, 0);
+        write_on(c, FrameType::Challenge, reply.data(), reply.size(), nullptr, 0);
         c->state = Connection::Handshake;
         return;
     }
@@ -269,7 +322,7 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
             return;
         }
         std::string mine = client_proof(c->c_nonce, c->s_nonce, self);
-        write_frame(&c->tcp, FrameType::Proof, mine.data(), mine.size(), nullptr, 0);
+        write_on(c, FrameType::Proof, mine.data(), mine.size(), nullptr, 0);
         connection_ready(c);
         return;
     }
@@ -279,6 +332,7 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
 void NodeTransport::connection_ready(Connection *c)
 {
     c->state = Connection::Ready;
+    c->last_recv_ms = uv_now(loop_);
     last_contact_[c->peer_id] = now_us();
     refused_logged_[c->peer_id] = false;
     if (c->outbound) {
@@ -288,6 +342,7 @@ void NodeTransport::connection_ready(Connection *c)
                               " at " + c->peer_address);
         peer.reported_down = false;
         peer.reported_bad_secret = false;
+        generation_[c->peer_id]++;
     }
 }
 
@@ -324,6 +379,20 @@ void NodeTransport::connection_lost(Connection *c, const std::string &why)
     });
 }
 
+/* Nagle plus delayed ACK stalls Raft round trips by ~40 ms; unacknowledged
+ * data past kTcpUserTimeoutMs fails the socket (a link that silently drops);
+ * keep-alive probes find a dead peer on an idle connection. */
+static void set_socket_options(uv_tcp_t *tcp)
+{
+    uv_tcp_nodelay(tcp, 1);
+    uv_tcp_keepalive(tcp, 1, 1);
+    uv_os_fd_t fd;
+    if (uv_fileno(reinterpret_cast<uv_handle_t *>(tcp), &fd) == 0) {
+        unsigned timeout = kTcpUserTimeoutMs;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
+    }
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     auto *c = static_cast<NodeTransport::Connection *>(req->data);
@@ -334,15 +403,15 @@ static void on_connect(uv_connect_t *req, int status)
         t->connection_lost(c, uv_strerror(status));
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    set_socket_options(&c->tcp);
     uv_read_start(reinterpret_cast<uv_stream_t *>(&c->tcp), alloc_read, on_read);
     std::string hello(kMagic, sizeof(kMagic));
     hello.push_back(static_cast<char>(kVersion));
     put_le32(hello, t->config().self().id);
     c->c_nonce = t->random_bytes(kNonceBytes);
     hello += c->c_nonce;
-    write_frame(&c->tcp, FrameType::Hello, hello.data(), hello.size(), nullptr, 0);
     c->state = NodeTransport::Connection::Handshake;
+    t->write_on(c, FrameType::Hello, hello.data(), hello.size(), nullptr, 0);
 }
 
 void NodeTransport::dial(Peer &peer)
@@ -351,6 +420,7 @@ void NodeTransport::dial(Peer &peer)
         return;
     auto *c = new Connection();
     c->transport = this;
+    c->created_ms = uv_now(loop_);
     c->outbound = true;
     c->peer_id = peer.address.id;
     c->peer_address = peer.address.address();
@@ -379,6 +449,7 @@ void NodeTransport::on_accept()
 {
     auto *c = new Connection();
     c->transport = this;
+    c->created_ms = uv_now(loop_);
     c->outbound = false;
     c->peer_id = 0;
     uv_tcp_init(loop_, &c->tcp);
@@ -398,7 +469,7 @@ void NodeTransport::on_accept()
         uv_ip4_name(in, host, sizeof(host));
         c->peer_address = std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    set_socket_options(&c->tcp);
     inbound_.push_back(c);
     c->state = Connection::Handshake;
     uv_read_start(reinterpret_cast<uv_stream_t *>(&c->tcp), alloc_read, on_read);
@@ -422,6 +493,13 @@ void NodeTransport::start()
     if (rv != 0)
         throw std::runtime_error("atomix transport: cannot listen on " + self.address() + ": " +
                                  uv_strerror(rv));
+    uv_timer_init(loop_, &liveness_);
+    liveness_.data = this;
+    liveness_initialized_ = true;
+    open_handles_++;
+    uv_timer_start(&liveness_, [](uv_timer_t *timer) {
+        static_cast<NodeTransport *>(timer->data)->check_liveness();
+    }, kPingAfterMs, kPingAfterMs);
     for (auto &kv : peers_) {
         Peer &peer = *kv.second;
         uv_timer_init(loop_, &peer.redial);
@@ -449,10 +527,100 @@ void NodeTransport::close()
     std::vector<Connection *> inbound = inbound_;
     for (Connection *c : inbound)
         connection_lost(c, "");
+    if (liveness_initialized_)
+        uv_close(reinterpret_cast<uv_handle_t *>(&liveness_), [](uv_handle_t *h) {
+            static_cast<NodeTransport *>(h->data)->open_handles_--;
+        });
     if (listener_initialized_)
         uv_close(reinterpret_cast<uv_handle_t *>(&listener_), [](uv_handle_t *h) {
             static_cast<NodeTransport *>(h->data)->open_handles_--;
         });
+}
+
+/* ---- liveness ---- */
+
+void NodeTransport::check_liveness()
+{
+    if (closing_)
+        return;
+    uint64_t now = uv_now(loop_);
+    std::vector<std::pair<Connection *, std::string>> dead;
+    for (auto &kv : peers_) {
+        Connection *c = kv.second->out;
+        if (!c || c->closing)
+            continue;
+        if (c->state != Connection::Ready) {
+            if (now - c->created_ms > kSilentAfterMs)
+                dead.push_back({c, "no handshake within " + std::to_string(kSilentAfterMs) + " ms"});
+        } else if (!c->held_out.empty() && now - c->held_out_since_ms > kTcpUserTimeoutMs) {
+            /* what TCP_USER_TIMEOUT does to a real link that drops */
+            dead.push_back({c, "nothing acknowledged for " + std::to_string(kTcpUserTimeoutMs) + " ms"});
+        } else if (now - c->last_send_ms >= kPingAfterMs) {
+            write_on(c, FrameType::Ping, nullptr, 0, nullptr, 0);
+        }
+    }
+    for (Connection *c : inbound_) {
+        if (c->closing)
+            continue;
+        uint64_t since = c->state == Connection::Ready ? c->last_recv_ms : c->created_ms;
+        if (now - since > kSilentAfterMs)
+            dead.push_back({c, "nothing heard for " + std::to_string(kSilentAfterMs) + " ms"});
+    }
+    for (auto &d : dead) {
+        dead_links_++;
+        connection_lost(d.first, d.second);
+    }
+}
+
+/* ---- test-only faults ---- */
+
+static bool listed(const std::vector<uint32_t> &peers, uint32_t peer)
+{
+    return std::find(peers.begin(), peers.end(), peer) != peers.end();
+}
+
+bool NodeTransport::holds_out(uint32_t peer) const { return listed(faults_.hold_outbound, peer); }
+bool NodeTransport::holds_in(uint32_t peer) const { return listed(faults_.hold_inbound, peer); }
+
+void NodeTransport::set_faults(const TransportFaults &faults)
+{
+    TransportFaults before = faults_;
+    faults_ = faults;
+    std::vector<Connection *> all = inbound_;
+    for (auto &kv : peers_)
+        if (kv.second->out)
+            all.push_back(kv.second->out);
+    for (Connection *c : all) {
+        if (c->closing || c->peer_id == 0)
+            continue;
+        bool released = (listed(before.hold_outbound, c->peer_id) && !holds_out(c->peer_id)) ||
+                        (listed(before.hold_inbound, c->peer_id) && !holds_in(c->peer_id));
+        if (!released)
+            continue;
+        if (faults.reset_on_release)
+            connection_lost(c, "reset (atomix.test_hold_release)");
+        else
+            release_held(c);
+    }
+}
+
+/* Sends and delivers what a hold kept back, in order. */
+void NodeTransport::release_held(Connection *c)
+{
+    if (!holds_out(c->peer_id) && !c->held_out.empty()) {
+        std::vector<std::string> frames;
+        frames.swap(c->held_out);
+        for (std::string &f : frames)
+            if (c->closing || !write_bytes(&c->tcp, std::move(f))) {
+                connection_lost(c, "write failed");
+                return;
+            }
+    }
+    if (!holds_in(c->peer_id) && !c->held_in.empty()) {
+        std::string bytes;
+        bytes.swap(c->held_in);
+        received(c, bytes.data(), bytes.size());
+    }
 }
 
 } // namespace atomix

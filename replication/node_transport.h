@@ -17,7 +17,21 @@
  *   server → CHALLENGE  u32 node id, 16-byte nonce S, HMAC(secret, "S"|C|S|server id)
  *   client → PROOF      HMAC(secret, "C"|S|C|client id)
  * then RAFT (u32 group | encoded raft message), FORWARD and FORWARD_REPLY
- * (opaque to the transport; the worker defines them).
+ * (opaque to the transport; the worker defines them), and PING (empty).
+ *
+ * Liveness: a link that silently drops (a firewall, a frozen peer) must not
+ * count as connected, or requests wait on it forever.  Every connection has
+ * TCP_USER_TIMEOUT (unacknowledged data fails the socket) and keep-alive
+ * probes; on top, the dialing side sends PING when it has sent nothing for a
+ * while, and the accepting side closes a connection it has heard nothing on
+ * for kSilentAfterMs, as does a dialer whose handshake does not finish in
+ * that time.  A closed connection is redialed; each newly authenticated
+ * connection to a peer bumps its link generation, which the worker uses to
+ * resend only on a new connection, never on the one it is waiting on.
+ *
+ * Test-only faults (atomix.test_hold_*; never on by default): frames to or
+ * from chosen peers are held as a dropping firewall would while TCP
+ * retransmits, then released in order or reset.
  *
  * Pure C++ over libuv: the HMAC and randomness come in as functions, so the
  * worker can use Postgres' implementations and tests can use anything.
@@ -45,6 +59,24 @@ enum class FrameType : uint8_t {
     Raft = 10,
     Forward = 11,
     ForwardReply = 12,
+    Ping = 13,
+};
+
+/* Liveness timing (see the file comment). */
+constexpr uint64_t kPingAfterMs = 250;
+constexpr uint64_t kSilentAfterMs = 2000;
+constexpr unsigned kTcpUserTimeoutMs = 3000;
+
+/* Test-only network faults: peers whose frames are held. */
+struct TransportFaults {
+    std::vector<uint32_t> hold_outbound; /* frames to these peers are held */
+    std::vector<uint32_t> hold_inbound;  /* frames from these peers are held */
+    bool reset_on_release = false;       /* release by resetting, dropping what was held */
+    bool operator==(const TransportFaults &o) const
+    {
+        return hold_outbound == o.hold_outbound && hold_inbound == o.hold_inbound &&
+               reset_on_release == o.reset_on_release;
+    }
 };
 
 constexpr size_t kNonceBytes = 16;
@@ -80,6 +112,14 @@ class NodeTransport {
               size_t body_len);
 
     bool connected(uint32_t peer) const;
+    /* Bumped each time a new connection to peer is authenticated (0: never). */
+    uint64_t link_generation(uint32_t peer) const;
+    /* Connections closed because they went silent or unacknowledged. */
+    uint64_t dead_links() const { return dead_links_; }
+
+    /* Test-only: hold frames to / from peers; a peer leaving a list has its
+     * held frames released in order (or its connections reset). */
+    void set_faults(const TransportFaults &faults);
     /* µs since the Unix epoch of the last frame received from peer, or 0. */
     int64_t last_contact_us(uint32_t peer) const;
 
@@ -94,6 +134,12 @@ class NodeTransport {
     void on_accept();
     void connection_lost(Connection *c, const std::string &why);
     void handle_frame(Connection *c, FrameType type, const char *p, size_t n);
+    void received(Connection *c, const char *data, size_t len);
+    void write_on(Connection *c, FrameType type, const char *head, size_t head_len,
+                  const char *body, size_t body_len);
+    void check_liveness();
+    bool holds_out(uint32_t peer) const;
+    bool holds_in(uint32_t peer) const;
     const ClusterConfig &config() const { return config_; }
     std::string random_bytes(size_t n) { return hooks_.random_bytes(n); }
     int open_handles_ = 0;
@@ -118,6 +164,12 @@ class NodeTransport {
     std::vector<Connection *> inbound_;
     std::map<uint32_t, int64_t> last_contact_;
     std::map<uint32_t, bool> refused_logged_;
+    std::map<uint32_t, uint64_t> generation_;
+    uint64_t dead_links_ = 0;
+    uv_timer_t liveness_;
+    bool liveness_initialized_ = false;
+    TransportFaults faults_;
+    void release_held(Connection *c);
 };
 
 } // namespace atomix

@@ -1188,6 +1188,109 @@ static void lifecycle_edges(void **)
     }
 }
 
+/* ---- liveness and the test-only holds ---- */
+
+static size_t frames_from(Node &n, uint32_t peer)
+{
+    size_t k = 0;
+    for (const Frame &f : n.frames)
+        k += f.peer == peer;
+    return k;
+}
+
+/* An idle link stays up on pings alone: nothing is mistaken for dead. */
+static void idle_links_stay_up_on_pings(void **)
+{
+    Cluster cl(2);
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    uint64_t g12 = cl.node(1).t->link_generation(2), g21 = cl.node(2).t->link_generation(1);
+    assert_true(g12 > 0 && g21 > 0);
+    cl.loop.run_for(3.0, [&] { assert_true(cl.connected(1, 2)); });
+    assert_int_equal(cl.node(1).t->link_generation(2), g12);
+    assert_int_equal(cl.node(2).t->link_generation(1), g21);
+    assert_int_equal(cl.node(1).t->dead_links() + cl.node(2).t->dead_links(), 0);
+    assert_true(cl.node(1).frames.empty() && cl.node(2).frames.empty()); /* pings are not frames */
+    cl.finish();
+}
+
+/* A short hold delays frames; released, they arrive complete and in order
+ * on the same connection. */
+static void held_frames_are_released_in_order(void **)
+{
+    Cluster cl(2);
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    uint64_t g = cl.node(1).t->link_generation(2);
+    TransportFaults hold;
+    hold.hold_outbound = {2};
+    cl.node(1).t->set_faults(hold);
+    for (uint32_t seq = 0; seq < 30; seq++)
+        assert_true(cl.node(1).t->send(2, type_for(seq), payload_for(1, 2, seq)));
+    cl.loop.run_for(0.5, [&] { assert_int_equal(frames_from(cl.node(2), 1), 0); });
+    cl.node(1).t->set_faults(TransportFaults());
+    assert_true(cl.loop.run_until([&] { return frames_from(cl.node(2), 1) >= 30; }, 5));
+    uint32_t seq = 0;
+    for (const Frame &f : cl.node(2).frames)
+        if (f.peer == 1) {
+            assert_true(f.type == type_for(seq) && f.payload == payload_for(1, 2, seq));
+            seq++;
+        }
+    assert_int_equal(cl.node(1).t->link_generation(2), g);
+    cl.finish();
+}
+
+/* A link that silently drops (held past the user timeout) is closed by both
+ * sides and redialed once it works again: a new link generation, and what
+ * was held is gone with the old connection, as with TCP. */
+static void silent_link_is_closed_and_redialed(void **)
+{
+    Cluster cl(2);
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    uint64_t g = cl.node(1).t->link_generation(2);
+    TransportFaults hold;
+    hold.hold_outbound = {2};
+    cl.node(1).t->set_faults(hold);
+    assert_true(cl.node(1).t->send(2, FrameType::Forward, "lost with the link"));
+    /* the receiver hears nothing for kSilentAfterMs, the sender gets no
+     * acknowledgement for kTcpUserTimeoutMs: both close */
+    assert_true(cl.loop.run_until([&] { return cl.node(2).t->dead_links() > 0; }, 4));
+    assert_true(cl.loop.run_until([&] { return !cl.node(1).t->connected(2); }, 4));
+    /* while held, redialing cannot complete the handshake */
+    cl.loop.run_for(0.6, [&] { assert_false(cl.node(1).t->connected(2)); });
+    cl.node(1).t->set_faults(TransportFaults());
+    assert_true(cl.wait_connected({1, 2}));
+    assert_true(cl.node(1).t->link_generation(2) > g);
+    stream_and_check(cl, 1, 2, 20);
+    assert_int_equal(frames_from(cl.node(2), 1), 20); /* the held frame never arrived */
+    cl.finish();
+}
+
+/* Holding what a peer sends, then releasing with a reset: the connection
+ * is dropped with what was held, the peer redials, traffic resumes. */
+static void inbound_hold_released_by_reset(void **)
+{
+    Cluster cl(2);
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    uint64_t g = cl.node(1).t->link_generation(2);
+    TransportFaults hold;
+    hold.hold_inbound = {1};
+    hold.reset_on_release = true;
+    cl.node(2).t->set_faults(hold);
+    assert_true(cl.node(1).t->send(2, FrameType::Raft, "held then dropped"));
+    cl.loop.run_for(0.4, [&] { assert_int_equal(frames_from(cl.node(2), 1), 0); });
+    TransportFaults release;
+    release.reset_on_release = true;
+    cl.node(2).t->set_faults(release);
+    assert_true(cl.loop.run_until([&] { return cl.node(1).t->link_generation(2) > g; }, 5));
+    assert_true(cl.wait_connected({1, 2}));
+    stream_and_check(cl, 1, 2, 20);
+    assert_int_equal(frames_from(cl.node(2), 1), 20);
+    cl.finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1203,6 +1306,10 @@ int main(void)
         cmocka_unit_test(garbage_is_rejected),
         cmocka_unit_test(unauthenticated_large_frames_are_refused),
         cmocka_unit_test(lifecycle_edges),
+        cmocka_unit_test(idle_links_stay_up_on_pings),
+        cmocka_unit_test(held_frames_are_released_in_order),
+        cmocka_unit_test(silent_link_is_closed_and_redialed),
+        cmocka_unit_test(inbound_hold_released_by_reset),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
