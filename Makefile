@@ -1,7 +1,7 @@
 # atomix — PGXS build of a C++17 Postgres extension.
 EXTENSION = atomix
 MODULE_big = atomix
-DATA = sql/atomix--0.1.sql
+DATA = sql/atomix--0.1.sql sql/atomix--0.2.sql sql/atomix--0.1--0.2.sql
 PGFILEDESC = "atomix - Raft-replicated distributed primitives"
 
 SRCS = $(wildcard src/*.cpp) $(wildcard bgworker/*.cpp) $(wildcard replication/*.cpp) \

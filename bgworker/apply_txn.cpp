@@ -6,6 +6,8 @@ extern "C" {
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 }
 
@@ -27,6 +29,50 @@ void ApplyTxn::ensure()
         pgstat_report_activity(STATE_RUNNING, "applying raft entries");
     });
     active_ = true;
+    committed_entries_ = 0;
+}
+
+void ApplyTxn::begin_entry()
+{
+    ensure();
+    MemoryContext cxt = CurrentMemoryContext;
+    ResourceOwner owner = CurrentResourceOwner;
+    pg_guard([&] {
+        BeginInternalSubTransaction(NULL);
+        MemoryContextSwitchTo(cxt);
+    });
+    entry_context_ = cxt;
+    entry_owner_ = owner;
+    in_entry_ = true;
+}
+
+void ApplyTxn::commit_entry()
+{
+    if (!in_entry_)
+        return;
+    in_entry_ = false;
+    MemoryContext cxt = entry_context_;
+    ResourceOwner owner = entry_owner_;
+    pg_guard([&] {
+        ReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(cxt);
+        CurrentResourceOwner = owner;
+    });
+    committed_entries_++;
+}
+
+void ApplyTxn::rollback_entry()
+{
+    if (!in_entry_)
+        return;
+    in_entry_ = false;
+    MemoryContext cxt = entry_context_;
+    ResourceOwner owner = entry_owner_;
+    pg_guard([&] {
+        RollbackAndReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(cxt);
+        CurrentResourceOwner = owner;
+    });
 }
 
 void ApplyTxn::commit()
@@ -48,6 +94,7 @@ void ApplyTxn::abort()
     if (!active_)
         return;
     active_ = false;
+    in_entry_ = false;
     pg_guard([] { AbortCurrentTransaction(); });
 }
 

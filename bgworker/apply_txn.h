@@ -20,9 +20,28 @@ class ApplyTxn {
     /* Rolls back after a failure (the worker then exits and replays). */
     void abort();
 
+    /* Each entry is applied in a subtransaction of its own, so an entry
+     * whose apply raises rolls back alone: the partition it belongs to
+     * halts, every other partition's work in this turn stays.  (plpgsql's
+     * EXCEPTION blocks use the same internal subtransactions.) */
+    void begin_entry();
+    void commit_entry();
+    void rollback_entry();
+    /* Subtransactions committed in the open transaction.  Past 64 every
+     * other backend's snapshot overflows its subxid cache and reads slow
+     * down, so the worker commits the turn early well before that. */
+    int committed_entries() const { return committed_entries_; }
+
   private:
     bool active_ = false;
+    bool in_entry_ = false;
+    int committed_entries_ = 0;
+    struct MemoryContextData *entry_context_ = nullptr;
+    struct ResourceOwnerData *entry_owner_ = nullptr;
 };
+
+/* Commit the turn's transaction early after this many entries. */
+constexpr int kMaxEntriesPerTransaction = 48;
 
 } // namespace atomix
 

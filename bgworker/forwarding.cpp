@@ -9,6 +9,15 @@
  * report back only what went wrong: "not leader" (never appended: resend)
  * and "leadership lost" (maybe appended: resend as a retry, which the state
  * machine answers from its request log if the first attempt committed).
+ *
+ * A forward is resent only when that can help: when the connection it went
+ * out on is gone (a new link generation) or the partition has a new leader.
+ * Never on a timer over the connection it is still waiting on — a stuck
+ * link delivers the first copy late, and the copy would only add a
+ * duplicate (the transport's liveness checks turn a silent link into a new
+ * connection within seconds).  Duplicates that still happen are harmless:
+ * the leader drops a forwarded id it already has queued or in a proposal,
+ * and the state machine answers any later copy from its request log.
  */
 extern "C" {
 #include "postgres.h"
@@ -19,6 +28,7 @@ extern "C" {
 #include "utils/resowner.h"
 }
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "clock.h"
@@ -104,7 +114,7 @@ void Worker::on_frame(uint32_t peer, FrameType type, const char *data, size_t le
 
 /* Not the leader here: send our own commands to the leader, tell other
  * nodes' commands to look elsewhere (no forwarding chains). */
-void Worker::forward_queued(Partition &p, int64_t now_us)
+void Worker::forward_queued(Partition &p)
 {
     uint32_t self = cluster_->self().id;
     uint32_t leader = (uint32_t)p.group->leader_id();
@@ -126,7 +136,7 @@ void Worker::forward_queued(Partition &p, int64_t now_us)
             continue;
         }
         uint64_t id = c.request_id;
-        forwarded_[id] = ForwardedCommand{p.id, std::move(c), now_us, leader};
+        forwarded_[id] = ForwardedCommand{p.id, std::move(c), leader, transport_->link_generation(leader)};
     }
     p.queued.swap(keep);
 }
@@ -142,10 +152,19 @@ void Worker::handle_forward(uint32_t peer, const char *data, size_t len)
     c.encoded.assign(data + 4, len - 4);
     c.request_id = get_le64(c.encoded.data() + kCommandRequestIdOffset);
     c.origin = peer;
-    c.deadline_us = unix_now_us() + (int64_t)atomix_unavailable_timeout_ms * 1000;
+    c.deadline_us = mono_now_us() + (int64_t)atomix_unavailable_timeout_ms * 1000;
     Partition &p = *partitions_[partition];
-    if (!p.group->is_leader()) {
+    if (p.halted || !p.group->is_leader()) {
         reply_to_origin(c, p.id, kForwardNotLeader);
+        return;
+    }
+    /* a copy of a request we already hold (the origin resent it on a new
+     * connection while the first copy was on its way): the first copy's
+     * outcome answers both */
+    bool queued = std::any_of(p.queued.begin(), p.queued.end(),
+                              [&](const QueuedCommand &q) { return q.request_id == c.request_id; });
+    if (queued || p.proposing.count(c.request_id) > 0) {
+        p.duplicates_dropped++;
         return;
     }
     enqueue(p, std::move(c));
@@ -188,19 +207,27 @@ void Worker::retry(int32_t partition, QueuedCommand command)
     enqueue(*partitions_[partition], std::move(command));
 }
 
-/* A forward with no outcome is resent: at once when the connection to the
- * node it went to broke (a crashed leader), else after kForwardRetryAfterUs.
- * It waits in the queue until a leader is known again. */
-void Worker::retry_stalled_forwards(int64_t now_us)
+/* A forward with no outcome is resent (as a retry: the first copy may be
+ * in the log) when the connection it went out on is gone, or the partition
+ * has a new leader.  It waits in the queue until a leader is reachable. */
+void Worker::resend_stalled_forwards()
 {
+    if (!transport_)
+        return;
     std::vector<uint64_t> stalled;
-    for (auto &kv : forwarded_)
-        if (now_us - kv.second.sent_us >= kForwardRetryAfterUs ||
-            !transport_->connected(kv.second.leader))
+    for (auto &kv : forwarded_) {
+        const ForwardedCommand &f = kv.second;
+        uint32_t leader = (uint32_t)partitions_[f.partition]->group->leader_id();
+        bool link_gone = !transport_->connected(f.leader) ||
+                         transport_->link_generation(f.leader) != f.link;
+        bool new_leader = leader != 0 && leader != f.leader;
+        if (link_gone || new_leader)
             stalled.push_back(kv.first);
+    }
     for (uint64_t id : stalled) {
         ForwardedCommand f = std::move(forwarded_[id]);
         forwarded_.erase(id);
+        partitions_[f.partition]->resends++;
         retry(f.partition, std::move(f.command));
     }
 }

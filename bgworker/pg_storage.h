@@ -27,6 +27,12 @@ class PgStorage : public PartitionStorage {
     void store_meta(const PartitionMeta &meta) override;
     /* Writes the cached meta if it changed; call inside the transaction. */
     void flush_meta();
+    /* Puts the cached meta back after the entry that changed it rolled back. */
+    void restore_cached_meta(const PartitionMeta &meta)
+    {
+        meta_ = meta;
+        meta_loaded_ = true;
+    }
     uint64_t cached_applied_index() const { return meta_loaded_ ? meta_.applied_index : 0; }
 
     std::optional<MapRow> map_get(char kind, const std::string &map, const std::string &key) override;

@@ -104,6 +104,12 @@ void publish_replica_status(const std::vector<ReplicaStatus> &replicas,
         s->last_index = replicas[i].last_index;
         for (size_t k = 0; k < ATOMIX_MAX_NODES; k++)
             s->match_index[k] = k < replicas[i].match_index.size() ? replicas[i].match_index[k] : 0;
+        s->halted = replicas[i].halted;
+        s->restart_at = replicas[i].restart_at_us ? replicas[i].restart_at_us - kUnixToPgEpochUs : 0;
+        strlcpy(s->last_error, replicas[i].last_error.c_str(), sizeof(s->last_error));
+        s->apply_failures = replicas[i].apply_failures;
+        s->resends = replicas[i].resends;
+        s->duplicates_dropped = replicas[i].duplicates_dropped;
     }
     atomix_shared->status_updated_at = now;
     LWLockRelease(atomix_shared->lock);

@@ -47,6 +47,12 @@ struct ReplicaStatus {
     uint64_t applied_index = 0;
     uint64_t last_index = 0;
     std::vector<uint64_t> match_index; /* by node position, when leading */
+    bool halted = false;
+    std::string last_error;
+    int64_t restart_at_us = 0; /* Unix µs, when halted */
+    uint64_t apply_failures = 0;
+    uint64_t resends = 0;
+    uint64_t duplicates_dropped = 0;
 };
 struct NodeStatus {
     uint32_t id = 0;

@@ -76,6 +76,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     Partition *p = static_cast<Partition *>(fsm->data);
+    /* c-raft snapshots at its last_applied, which has moved past entries a
+     * halted partition did not apply: no snapshot may cover them.
+     * RAFT_BUSY makes c-raft skip this one and try again later. */
+    if (p->worker->halted(*p))
+        return RAFT_BUSY;
     try {
         std::string snap = p->worker->snapshot(*p);
         struct raft_buffer *out = static_cast<struct raft_buffer *>(raft_malloc(sizeof(*out)));
@@ -94,9 +99,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         return 0;
     } catch (const std::exception &e) {
         /* c-raft skips this snapshot and tries again later */
-        p->worker->fail(std::string("snapshot of partition ") + std::to_string(p->id) +
-                        " failed: " + e.what());
-        return RAFT_IOERR;
+        ereport(WARNING, (errmsg("atomix: snapshot of partition %d failed: %s (retried later)",
+                                 p->id, e.what())));
+        return RAFT_BUSY;
     }
 }
 
@@ -113,6 +118,28 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     return 0;
 }
 
+/* "entry 812 (3 commands: 1, 6, 6)" — which command kinds an entry held,
+ * for the log line of a failed apply. */
+static std::string describe_entry(uint64_t index, const void *data, size_t len)
+{
+    std::string out = "entry " + std::to_string(index);
+    try {
+        EntryReader reader(data, len);
+        Command cmd;
+        std::string ops;
+        uint32_t n = 0;
+        while (reader.next(cmd) && n < 16) {
+            ops += (n ? ", " : "") + std::string(op_name(cmd.op));
+            n++;
+        }
+        out += " (" + std::to_string(reader.header().count) + " commands: " + ops +
+               (reader.header().count > n ? ", ..." : "") + ")";
+    } catch (const std::exception &) {
+        out += " (undecodable)";
+    }
+    return out;
+}
+
 static void proposal_cb(void *arg, int status, const char *errmsg)
 {
     Proposal *proposal = static_cast<Proposal *>(arg);
@@ -126,18 +153,50 @@ static void proposal_cb(void *arg, int status, const char *errmsg)
 
 /* ---- state machine callbacks ---- */
 
+/* Applies one committed entry in a subtransaction of its own.  If anything
+ * raises (storage, an injected fault), the subtransaction rolls back, the
+ * partition's cached state is put back, and the partition halts: c-raft
+ * counts the entry as applied once we return, so nothing more may be
+ * applied until its group is restarted and replays from this entry. */
 void Worker::apply_entry(Partition &p, const void *data, size_t len)
 {
-    if (!fatal_.empty())
-        return; /* we are about to exit and replay; apply nothing more */
+    if (!fatal_.empty() || p.halted)
+        return; /* a halted partition re-applies after its restart */
     txn_.ensure();
     uint64_t index = p.group->applying_index();
     results_.clear();
     bool malformed = false;
-    p.sm.set_event_sink(&events_);
-    p.sm.apply(index, data, len, results_, &malformed);
-    p.sm.set_event_sink(nullptr);
+    PartitionMeta before = p.storage.load_meta();
+    size_t events_before = events_.size();
+    txn_.begin_entry();
+    try {
+        p.sm.set_event_sink(&events_);
+        p.sm.apply(index, data, len, results_, &malformed);
+        p.sm.set_event_sink(nullptr);
+        if (test_fail_apply_all_ ||
+            std::find(test_fail_apply_.begin(), test_fail_apply_.end(), p.id) != test_fail_apply_.end())
+            pg_guard([] {
+                ereport(ERROR, (errcode(ERRCODE_IO_ERROR),
+                                errmsg("injected apply failure (atomix.test_fail_apply)")));
+            });
+        txn_.commit_entry();
+    } catch (const std::exception &e) {
+        p.sm.set_event_sink(nullptr);
+        txn_.rollback_entry();
+        p.storage.restore_cached_meta(before);
+        p.sm.forget_caches();
+        events_.resize(events_before);
+        p.touched = true;
+        halt_partition(p, index, describe_entry(index, data, len), e.what());
+        return;
+    }
     p.touched = true;
+    if (p.failed_index != 0 && index >= p.failed_index) {
+        ereport(LOG, (errmsg("atomix: partition %d resumed: applied entry %llu, which had failed",
+                             p.id, (unsigned long long)index)));
+        p.failed_index = 0;
+        p.backoff_us = 0;
+    }
     if (malformed)
         ereport(WARNING, (errmsg("atomix: skipped malformed entry %llu of partition %d",
                                  (unsigned long long)index, p.id)));
@@ -153,53 +212,78 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
         on_internal_result(r.request_id, code, r.value);
         resolve(r.request_id, code, r.value, std::string());
     }
+    /* Too many subtransactions in one transaction slow every reader down
+     * (their snapshots overflow): commit what this turn applied so far.
+     * Replies still go out only after the turn's last commit. */
+    if (txn_.committed_entries() >= kMaxEntriesPerTransaction) {
+        for (auto &q : partitions_)
+            if (q->touched)
+                q->storage.flush_meta();
+        txn_.commit();
+    }
 }
 
 std::string Worker::snapshot(Partition &p)
 {
-    txn_.ensure();
-    return p.sm.snapshot();
+    txn_.begin_entry();
+    try {
+        std::string snap = p.sm.snapshot();
+        txn_.commit_entry();
+        return snap;
+    } catch (...) {
+        txn_.rollback_entry();
+        throw;
+    }
 }
 
 void Worker::restore(Partition &p, const void *data, size_t len)
 {
-    if (!fatal_.empty())
+    if (!fatal_.empty() || p.halted)
         return;
-    txn_.ensure();
-    if (p.sm.restore(data, len))
-        ereport(LOG, (errmsg("atomix: partition %d restored from a snapshot", p.id)));
+    PartitionMeta before = p.storage.load_meta();
+    txn_.begin_entry();
+    try {
+        bool restored = p.sm.restore(data, len);
+        txn_.commit_entry();
+        if (restored)
+            ereport(LOG, (errmsg("atomix: partition %d restored from a snapshot", p.id)));
+    } catch (const std::exception &e) {
+        txn_.rollback_entry();
+        p.storage.restore_cached_meta(before);
+        p.sm.forget_caches();
+        halt_partition(p, p.group->last_applied() + 1, "a snapshot", e.what());
+    }
     p.touched = true;
 }
 
 void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
 {
+    Partition *p = proposal->partition;
     if (proposal->is_tick)
-        proposal->partition->tick_in_flight = false;
+        p->tick_in_flight = false;
+    for (const QueuedCommand &c : proposal->commands) {
+        auto it = p->proposing.find(c.request_id);
+        if (it != p->proposing.end())
+            p->proposing.erase(it);
+    }
     if (status == 0)
         return; /* applied: results went out through apply_entry */
-    if (status == RAFT_IOERR || status == RAFT_NOSPACE) {
-        /* c-raft 0.15 keeps a leader whose disk write failed in office:
-         * hand leadership away if we can, and restart the worker, which
-         * reloads every group from disk; callers still waiting get 40003
-         * ("may or may not have been applied") from the worker's exit. */
-        Partition *p = proposal->partition;
-        if (cluster_->nodes().size() > 1)
-            for (uint32_t id : cluster_->voters((uint32_t)p->id))
-                if (id != cluster_->self().id && transport_ && transport_->connected(id) &&
-                    p->group->transfer_leadership(id))
-                    break;
-        fail(std::string("partition ") + std::to_string(p->id) +
-             " could not write its Raft log: " + errmsg + "; restarting the worker");
+    if ((status == RAFT_IOERR || status == RAFT_NOSPACE) && !p->halted) {
+        /* c-raft 0.15 keeps a leader whose disk write failed in office: halt
+         * this partition (its group is closed, so the others elect a leader
+         * among themselves) and restart it after a back-off, reloading its
+         * log from disk. */
+        halt_partition(*p, p->group->last_index(), "a Raft log write",
+                       std::string(errmsg) + " (" + p->group->errmsg() + ")");
     }
     /* Leadership was lost after the entry was appended: a later leader may
      * still commit it.  Retry with the retry flag, which the state machine
      * answers from its request log if the first attempt made it. */
-    (void)errmsg;
     for (QueuedCommand &c : proposal->commands) {
         if (c.origin == cluster_->self().id)
-            retry(proposal->partition->id, std::move(c));
+            retry(p->id, std::move(c));
         else
-            reply_to_origin(c, proposal->partition->id, kForwardRetry);
+            reply_to_origin(c, p->id, kForwardRetry);
     }
 }
 
@@ -351,6 +435,7 @@ void Worker::start_partitions()
             };
         }
         make_dir(config.dir);
+        p->raft_config = config;
         p->group = std::make_unique<RaftGroup>(&loop_, config, &p->fsm);
         partitions_.push_back(std::move(p));
         /* raft_start may restore a snapshot, inside the apply transaction */
@@ -372,7 +457,7 @@ void Worker::queue_requests()
 {
     std::vector<TakenRequest> taken;
     take_requests(taken);
-    int64_t now = unix_now_us();
+    int64_t now = mono_now_us();
     for (TakenRequest &t : taken) {
         auto req = std::make_shared<InFlight>();
         req->slot = t.slot;
@@ -414,8 +499,12 @@ void Worker::propose_queued(int64_t now_us)
     for (auto &p : partitions_) {
         if (p->queued.empty())
             continue;
+        if (p->halted) {
+            answer_queued_of_halted(*p);
+            continue;
+        }
         if (!p->group->is_leader()) {
-            forward_queued(*p, now_us);
+            forward_queued(*p);
             continue;
         }
         size_t i = 0;
@@ -429,6 +518,7 @@ void Worker::propose_queued(int64_t now_us)
             while (i < p->queued.size() && count < kMaxCommandsPerEntry &&
                    (count == 0 || entry.size() + p->queued[i].encoded.size() <= kMaxEntryBytes)) {
                 entry.append(p->queued[i].encoded);
+                p->proposing.insert(p->queued[i].request_id);
                 proposal->commands.push_back(std::move(p->queued[i]));
                 count++;
                 i++;
@@ -438,6 +528,9 @@ void Worker::propose_queued(int64_t now_us)
             if (rv != 0) {
                 /* never appended: safe to try again as a first attempt */
                 for (QueuedCommand &c : proposal->commands) {
+                    auto it = p->proposing.find(c.request_id);
+                    if (it != p->proposing.end())
+                        p->proposing.erase(it);
                     if (rv == RAFT_NOTLEADER)
                         p->queued.push_back(std::move(c));
                     else if (c.origin == cluster_->self().id)
@@ -462,8 +555,8 @@ void Worker::propose_ticks(int64_t now_us)
 {
     for (auto &p : partitions_) {
         std::optional<int64_t> expiry;
-        if (p->tick_in_flight || !p->sm.cached_next_deadline(&expiry) || !expiry || *expiry > now_us ||
-            !p->group->is_leader())
+        if (p->halted || p->tick_in_flight || !p->sm.cached_next_deadline(&expiry) || !expiry ||
+            *expiry > now_us || !p->group->is_leader())
             continue;
         std::string entry;
         EntryHeader header;
@@ -481,6 +574,7 @@ void Worker::propose_ticks(int64_t now_us)
  * atomix.unavailable_timeout instead of hanging. */
 void Worker::expire_unavailable(int64_t now_us)
 {
+    /* now_us is monotonic, like every request deadline */
     for (auto &p : partitions_) {
         auto expired = [&](const QueuedCommand &qc) { return qc.deadline_us <= now_us; };
         for (const QueuedCommand &qc : p->queued)
@@ -507,21 +601,24 @@ long Worker::next_timeout_ms(int64_t now_us)
 {
     uv_update_time(&loop_);
     long timeout = uv_backend_timeout(&loop_); /* -1: nothing scheduled */
-    auto consider = [&](int64_t at_us) {
-        long ms = at_us <= now_us ? 0 : (long)std::min<int64_t>((at_us - now_us + 999) / 1000, 60000);
+    int64_t mono_us = mono_now_us();
+    auto consider_at = [&](int64_t at_us, int64_t now) {
+        long ms = at_us <= now ? 0 : (long)std::min<int64_t>((at_us - now + 999) / 1000, 60000);
         if (timeout < 0 || ms < timeout)
             timeout = ms;
     };
     for (auto &p : partitions_) {
         std::optional<int64_t> expiry;
         if (!p->tick_in_flight && p->sm.cached_next_deadline(&expiry) && expiry && p->group->is_leader())
-            consider(*expiry);
+            consider_at(*expiry, now_us); /* log time: wall clock */
         for (const QueuedCommand &qc : p->queued)
-            consider(qc.deadline_us);
+            consider_at(qc.deadline_us, mono_us);
+        if (p->halted)
+            consider_at(p->phase == GroupPhase::Stopped ? p->restart_at_us : mono_us + 50000, mono_us);
     }
-    if (!forwarded_.empty())
-        consider(now_us + kForwardRetryAfterUs / 4);
-    consider(next_keep_alive_us_);
+    for (auto &kv : forwarded_)
+        consider_at(kv.second.command.deadline_us, mono_us);
+    consider_at(next_keep_alive_us_, now_us);
     return timeout;
 }
 
@@ -553,6 +650,13 @@ void Worker::publish_status()
 {
     std::vector<ReplicaStatus> status(partitions_.size());
     for (size_t i = 0; i < partitions_.size(); i++) {
+        Partition &p = *partitions_[i];
+        status[i].halted = p.halted;
+        status[i].last_error = p.last_error;
+        status[i].restart_at_us = p.halted ? unix_now_us() + (p.restart_at_us - mono_now_us()) : 0;
+        status[i].apply_failures = p.apply_failures;
+        status[i].resends = p.resends;
+        status[i].duplicates_dropped = p.duplicates_dropped + p.sm.duplicates_answered();
         RaftGroup &g = *partitions_[i]->group;
         status[i].role = g.state();
         status[i].leader_node = (int)g.leader_id();
@@ -593,12 +697,14 @@ void Worker::turn(long timeout_ms)
             ProcessConfigFile(PGC_SIGHUP);
         }
     });
+    apply_test_settings();
 
     /* once asked to stop, leave new requests queued: our exit answers them
      * "not proposed" rather than proposing what raft_close would cancel */
     if (!got_sigterm)
         queue_requests();
     int64_t now = unix_now_us();
+    int64_t mono = mono_now_us();
     if (!got_sigterm) {
         cancel_abandoned_waits();
         maintain_sessions(now);
@@ -610,9 +716,10 @@ void Worker::turn(long timeout_ms)
         p->group->poll();
     /* a partition that just became leader can take what waited for it */
     propose_queued(now);
-    retry_stalled_forwards(now);
-    balance_leaders(now);
-    expire_unavailable(now);
+    resend_stalled_forwards();
+    balance_leaders(mono);
+    expire_unavailable(mono);
+    maintain_halted(mono);
     finish_turn();
 }
 

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "apply_txn.h"
@@ -34,8 +35,9 @@ class Worker;
 /* ForwardReply outcomes (leader → origin). */
 constexpr uint8_t kForwardNotLeader = 1; /* never appended: resend as is */
 constexpr uint8_t kForwardRetry = 2;     /* appended, leadership lost: resend as a retry */
-/* A forwarded command with no outcome after this long is resent as a retry. */
-constexpr int64_t kForwardRetryAfterUs = 3 * 1000000;
+/* A partition whose apply failed retries after this, doubling up to the max. */
+constexpr int64_t kHaltBackoffFirstUs = 1 * 1000000;
+constexpr int64_t kHaltBackoffMaxUs = 60 * 1000000;
 /* One backend request, possibly fanned out to every partition. */
 struct InFlight {
     uint32_t slot = 0;
@@ -53,7 +55,7 @@ struct QueuedCommand {
     uint64_t request_id = 0;
     std::string encoded;
     uint32_t origin = 0;
-    int64_t deadline_us = 0; /* fail with "unavailable" after this */
+    int64_t deadline_us = 0; /* monotonic: fail with "unavailable" after this */
 };
 
 /* A command this node forwarded to another node's leader and still waits
@@ -61,8 +63,15 @@ struct QueuedCommand {
 struct ForwardedCommand {
     int32_t partition = 0;
     QueuedCommand command;
-    int64_t sent_us = 0;
     uint32_t leader = 0; /* the node it was sent to */
+    uint64_t link = 0;   /* the transport's link generation to it then */
+};
+
+/* Where a partition's Raft group is in a halt-and-restart cycle. */
+enum class GroupPhase {
+    Running,
+    Closing, /* halted: raft_close called, waiting for its callback */
+    Stopped, /* halted: closed and released, restarted at restart_at_us */
 };
 
 /* A partition replica hosted by this worker. */
@@ -74,13 +83,31 @@ struct Partition {
     PgStorage storage;
     StateMachine sm;
     struct raft_fsm fsm = {};
+    RaftGroupConfig raft_config;
     std::unique_ptr<RaftGroup> group;
     std::vector<QueuedCommand> queued; /* waiting to be proposed or forwarded */
+    std::unordered_multiset<uint64_t> proposing; /* ids in proposals not yet done */
     bool tick_in_flight = false;
     bool was_leader = false;
-    int64_t leader_since_us = 0;
-    int64_t last_transfer_us = 0;
+    int64_t leader_since_us = 0;  /* monotonic */
+    int64_t last_transfer_us = 0; /* monotonic */
     bool touched = false; /* applied something in this turn */
+
+    /* A machine failure (an apply that raised, a Raft log write that
+     * failed) halts this partition alone: its group is closed, and
+     * restarted after a back-off, which re-applies from the failed entry. */
+    bool halted = false;
+    GroupPhase phase = GroupPhase::Running;
+    int64_t restart_at_us = 0; /* monotonic */
+    int64_t backoff_us = 0;
+    uint64_t failed_index = 0; /* 0 once applied past it */
+    std::string last_error;
+    std::unique_ptr<RaftGroup> retired_group; /* released, freed at the next restart */
+
+    /* counters shown in atomix.partitions */
+    uint64_t apply_failures = 0;
+    uint64_t resends = 0;            /* forwarded requests this node resent */
+    uint64_t duplicates_dropped = 0; /* copies dropped here while leading */
 };
 
 /* A backend waiting for a lock or permits: if it stops waiting (cancel,
@@ -118,6 +145,7 @@ class Worker {
     void restore(Partition &p, const void *data, size_t len);
     void proposal_done(Proposal *proposal, int status, const char *errmsg);
     void fail(const std::string &message) { if (fatal_.empty()) fatal_ = message; }
+    bool halted(const Partition &p) const { return p.halted; }
 
     /* A frame from a peer (node transport). */
     void on_frame(uint32_t peer, FrameType type, const char *data, size_t len);
@@ -126,12 +154,12 @@ class Worker {
     bool wait_for_extension();
     void start_transport();
     void enqueue(Partition &p, QueuedCommand command);
-    void forward_queued(Partition &p, int64_t now_us);
+    void forward_queued(Partition &p);
     void handle_forward(uint32_t peer, const char *data, size_t len);
     void handle_forward_reply(uint32_t peer, const char *data, size_t len);
     void reply_to_origin(const QueuedCommand &command, int partition, uint8_t outcome);
     void retry(int32_t partition, QueuedCommand command);
-    void retry_stalled_forwards(int64_t now_us);
+    void resend_stalled_forwards();
     void balance_leaders(int64_t now_us);
     void start_loop();
     void start_partitions();
@@ -139,7 +167,14 @@ class Worker {
     void queue_requests();
     void propose_queued(int64_t now_us);
     void propose_ticks(int64_t now_us);
-    void expire_unavailable(int64_t now_us);
+    void expire_unavailable(int64_t mono_us);
+    /* halted partitions (apply_guard.cpp) */
+    void halt_partition(Partition &p, uint64_t index, const std::string &what,
+                        const std::string &error);
+    void maintain_halted(int64_t mono_us);
+    void answer_queued_of_halted(Partition &p);
+    bool start_group(Partition &p);
+    void apply_test_settings();
     void finish_turn();
     void publish_status();
     void shutdown();
@@ -185,6 +220,10 @@ class Worker {
     std::vector<WatchEvent> events_;
     uint64_t request_counter_ = 0;
     std::string fatal_;
+    /* atomix.test_fail_apply, parsed at each reload */
+    std::vector<int32_t> test_fail_apply_;
+    bool test_fail_apply_all_ = false;
+    std::string test_settings_seen_;
 };
 
 } // namespace atomix

@@ -88,7 +88,7 @@ class RaftGroup {
             raft_leader(&raft_, &id, &address);
         return id;
     }
-    uint64_t last_index() { return started_ ? raft_last_index(&raft_) : 0; }
+    uint64_t last_index() { return started_ && !closed_ ? raft_last_index(&raft_) : 0; }
     /* When leading: the replicated index c-raft tracks for `node`, else 0. */
     uint64_t match_index(uint32_t node)
     {

@@ -206,4 +206,39 @@ bool EntryReader::next(Command &cmd)
     return true;
 }
 
+const char *op_name(Op op)
+{
+    switch (op) {
+    case Op::MapPut: return "map_put";
+    case Op::MapInsert: return "map_insert";
+    case Op::MapRemove: return "map_remove";
+    case Op::MapClear: return "map_clear";
+    case Op::CounterSet: return "counter_set";
+    case Op::CounterIncr: return "counter_incr";
+    case Op::CounterCas: return "counter_cas";
+    case Op::Barrier: return "barrier";
+    case Op::SessionKeepAlive: return "session_keep_alive";
+    case Op::SessionClose: return "session_close";
+    case Op::LockAcquire: return "lock_acquire";
+    case Op::LockRelease: return "lock_release";
+    case Op::WaitCancel: return "wait_cancel";
+    case Op::SemaphoreCreate: return "semaphore_create";
+    case Op::SemaphoreAcquire: return "semaphore_acquire";
+    case Op::SemaphoreRelease: return "semaphore_release";
+    case Op::ElectionEnter: return "election_enter";
+    case Op::ElectionWithdraw: return "election_withdraw";
+    case Op::ElectionAnoint: return "election_anoint";
+    case Op::ElectionPromote: return "election_promote";
+    case Op::ElectionEvict: return "election_evict";
+    case Op::IdReserve: return "id_reserve";
+    case Op::ValueSet: return "value_set";
+    case Op::ValueDelete: return "value_delete";
+    case Op::SetAdd: return "set_add";
+    case Op::SetRemove: return "set_remove";
+    case Op::MapCommit: return "map_commit";
+    case Op::LeasesRenew: return "leases_renew";
+    }
+    return "unknown";
+}
+
 } // namespace atomix

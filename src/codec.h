@@ -55,6 +55,9 @@ enum class Op : uint8_t {
 };
 constexpr uint8_t kLastOp = static_cast<uint8_t>(Op::LeasesRenew);
 
+/* The SQL-ish name of an op, for log lines ("map_put", "lock_acquire"). */
+const char *op_name(Op op);
+
 constexpr uint8_t kFlagHasTtl = 1;
 constexpr uint8_t kFlagHasIfVersion = 2;
 /* A resend of a command whose first attempt may have been committed: the

@@ -11,6 +11,7 @@ extern "C" {
 #include "utils/guc.h"
 }
 
+#include "clock.h"
 #include "guc.h"
 
 char *atomix_database = NULL;
@@ -27,6 +28,22 @@ int atomix_replication_factor = 3;
 char *atomix_cluster_secret = NULL;
 int atomix_session_timeout_ms = 10000;
 int atomix_id_block_size = 1000;
+char *atomix_test_hold_outbound = NULL;
+char *atomix_test_hold_inbound = NULL;
+int atomix_test_hold_release = ATOMIX_HOLD_RELEASE_DELIVER;
+int atomix_test_clock_offset_ms = 0;
+char *atomix_test_fail_apply = NULL;
+
+static const struct config_enum_entry hold_release_options[] = {
+    {"deliver", ATOMIX_HOLD_RELEASE_DELIVER, false},
+    {"reset", ATOMIX_HOLD_RELEASE_RESET, false},
+    {NULL, 0, false},
+};
+
+static void assign_clock_offset(int newval, void *)
+{
+    atomix::wall_clock_offset_us = (int64_t)newval * 1000;
+}
 
 static const struct config_enum_entry read_consistency_options[] = {
     {"linearizable", ATOMIX_READ_LINEARIZABLE, false},
@@ -111,6 +128,33 @@ void atomix_define_gucs(void)
         "atomix.id_block_size", "Ids each node reserves at once for atomix.next_id().",
         "Larger blocks mean fewer Raft round trips and bigger gaps after a restart.",
         &atomix_id_block_size, 1000, 1, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+    /* Fault injection for the test suites (test/tap, test/chaos).  Reload
+     * context: only the server configuration (a superuser's ALTER SYSTEM)
+     * sets them, never an ordinary role; all are off by default. */
+    DefineCustomStringVariable(
+        "atomix.test_hold_outbound", "Test only: peer node ids (or *) whose frames this node holds.",
+        "Emulates a firewall dropping this node's traffic to them while TCP retransmits.",
+        &atomix_test_hold_outbound, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL,
+        NULL, NULL);
+    DefineCustomStringVariable(
+        "atomix.test_hold_inbound", "Test only: peer node ids (or *) whose frames this node does not hear.",
+        NULL, &atomix_test_hold_inbound, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL,
+        NULL, NULL);
+    DefineCustomEnumVariable(
+        "atomix.test_hold_release", "Test only: how a lifted hold ends.",
+        "deliver sends the held frames in order; reset drops them with the connections.",
+        &atomix_test_hold_release, ATOMIX_HOLD_RELEASE_DELIVER, hold_release_options, PGC_SIGHUP,
+        GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+    DefineCustomIntVariable(
+        "atomix.test_clock_offset", "Test only: shifts this node's wall clock as atomix reads it.",
+        "Emulates a clock step; the monotonic clock is left alone.", &atomix_test_clock_offset_ms, 0,
+        -86400 * 1000, 86400 * 1000, PGC_SIGHUP, GUC_UNIT_MS | GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+        NULL, assign_clock_offset, NULL);
+    DefineCustomStringVariable(
+        "atomix.test_fail_apply", "Test only: partition ids (or *) whose apply fails on this node.",
+        "Emulates a storage failure while applying committed entries.", &atomix_test_fail_apply, "",
+        PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 
     MarkGUCPrefixReserved("atomix");
 }

@@ -24,6 +24,17 @@ extern char *atomix_cluster_secret;
 extern int atomix_session_timeout_ms;
 extern int atomix_id_block_size;
 
+/* Test-only fault settings (superuser, reload; off by default). */
+enum AtomixHoldRelease {
+    ATOMIX_HOLD_RELEASE_DELIVER = 0,
+    ATOMIX_HOLD_RELEASE_RESET = 1,
+};
+extern char *atomix_test_hold_outbound;
+extern char *atomix_test_hold_inbound;
+extern int atomix_test_hold_release;
+extern int atomix_test_clock_offset_ms;
+extern char *atomix_test_fail_apply;
+
 void atomix_define_gucs(void);
 
 #endif

@@ -115,6 +115,13 @@ struct AtomixReplicaStatus {
     /* when leading: each node's replicated index, by position in
      * atomix.initial_cluster's id order (0 = unknown) */
     uint64 match_index[ATOMIX_MAX_NODES];
+    /* this replica's health (docs/architecture.md, "Machine failures") */
+    bool halted;
+    TimestampTz restart_at; /* when halted: the next restart of its group */
+    char last_error[ATOMIX_REPLY_MESSAGE];
+    uint64 apply_failures;
+    uint64 resends;
+    uint64 duplicates_dropped;
 };
 
 struct AtomixNodeStatus {

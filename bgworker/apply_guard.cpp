@@ -1,0 +1,193 @@
+/*
+ * apply_guard.cpp — a machine failure stops one partition, never the node.
+ *
+ * A committed entry whose apply raises (storage refused a write, out of
+ * memory, a full disk, an injected fault), a snapshot that cannot be
+ * installed, or a Raft log write that fails halts its partition alone on
+ * this node:
+ *   - the entry's subtransaction is rolled back (worker.cpp), so the tables
+ *     and the applied index stay at the entry before;
+ *   - c-raft already counts the entry as applied, so nothing more of that
+ *     partition may be applied or snapshotted: its group is closed;
+ *   - after a back-off (1 s, doubling to 60 s) the group is started again:
+ *     c-raft reloads its log and the state machine re-applies from the
+ *     failed entry (it skips what the tables already hold).  Once that
+ *     entry applies, the partition serves again and the back-off resets;
+ *   - meanwhile calls routed to it on this node fail at once with 57P03 and
+ *     the reason, atomix.partitions shows it halted with its last error and
+ *     next retry, and the other nodes elect a leader among themselves.
+ * Every other partition keeps applying and serving throughout.
+ *
+ * Refusals a client caused (a limit, a CAS mismatch) are decided by the
+ * state machine before any write and answered as the command's result:
+ * they never halt anything.
+ */
+extern "C" {
+#include "postgres.h"
+}
+
+#include <algorithm>
+#include <sstream>
+
+#include "clock.h"
+#include "guc.h"
+#include "shmem.h"
+#include "worker.h"
+
+namespace atomix {
+
+void Worker::halt_partition(Partition &p, uint64_t index, const std::string &what,
+                            const std::string &error)
+{
+    if (p.halted)
+        return;
+    p.halted = true;
+    p.apply_failures++;
+    if (p.failed_index == 0 || index < p.failed_index)
+        p.failed_index = index;
+    p.last_error = what + ": " + error;
+    p.backoff_us = p.backoff_us == 0 ? kHaltBackoffFirstUs : std::min(p.backoff_us * 2, kHaltBackoffMaxUs);
+    p.restart_at_us = mono_now_us() + p.backoff_us;
+    ereport(WARNING,
+            (errmsg("atomix: partition %d halted on this node: %s failed at index %llu: %s", p.id,
+                    what.c_str(), (unsigned long long)index, error.c_str()),
+             errdetail("The other partitions keep serving; this one restarts its Raft group in "
+                       "%lld ms and applies again from that entry.",
+                       (long long)(p.backoff_us / 1000)),
+             errhint("See atomix.partitions (status, last_error, retry_at).")));
+}
+
+/* Calls routed to a halted partition on this node cannot be answered here
+ * (a node answers from its own replica): fail them now, saying why, rather
+ * than letting them wait out atomix.unavailable_timeout. */
+void Worker::answer_queued_of_halted(Partition &p)
+{
+    for (const QueuedCommand &c : p.queued) {
+        if (c.origin != cluster_->self().id) {
+            reply_to_origin(c, p.id, kForwardNotLeader);
+            continue;
+        }
+        bool maybe_applied = !c.encoded.empty() &&
+                             (static_cast<uint8_t>(c.encoded[kCommandFlagsOffset]) & kFlagRetry);
+        std::string why = "atomix: partition " + std::to_string(p.id) +
+                          " is halted on this node after a failure (" + p.last_error +
+                          "); it restarts by itself";
+        resolve(c.request_id, maybe_applied ? REPLY_IN_DOUBT : REPLY_UNAVAILABLE, 0, why);
+    }
+    p.queued.clear();
+}
+
+/* Creates and starts the partition's Raft group; false (with the reason
+ * logged and the back-off grown) when it cannot start yet. */
+bool Worker::start_group(Partition &p)
+{
+    /* the old group was released a loop turn ago at least: free it now */
+    p.retired_group = std::move(p.group);
+    p.group = std::make_unique<RaftGroup>(&loop_, p.raft_config, &p.fsm);
+    try {
+        p.group->start();
+        return true;
+    } catch (const std::exception &e) {
+        p.last_error = std::string("restarting its Raft group: ") + e.what();
+        p.backoff_us = std::min(p.backoff_us * 2, kHaltBackoffMaxUs);
+        p.restart_at_us = mono_now_us() + p.backoff_us;
+        ereport(WARNING, (errmsg("atomix: partition %d could not restart: %s; next try in %lld ms",
+                                 p.id, e.what(), (long long)(p.backoff_us / 1000))));
+        return false;
+    }
+}
+
+/* Drives halted partitions through close → release → restart. */
+void Worker::maintain_halted(int64_t mono_us)
+{
+    for (auto &ptr : partitions_) {
+        Partition &p = *ptr;
+        if (!p.halted)
+            continue;
+        answer_queued_of_halted(p);
+        switch (p.phase) {
+        case GroupPhase::Running:
+            p.group->close();
+            p.phase = GroupPhase::Closing;
+            break;
+        case GroupPhase::Closing:
+            if (p.group->closed()) {
+                p.group->release();
+                p.phase = GroupPhase::Stopped;
+            }
+            break;
+        case GroupPhase::Stopped:
+            if (mono_us < p.restart_at_us)
+                break;
+            p.halted = false; /* raft_start may already restore a snapshot */
+            p.was_leader = false;
+            p.tick_in_flight = false;
+            if (start_group(p)) {
+                p.phase = GroupPhase::Running;
+                ereport(LOG, (errmsg("atomix: partition %d restarted its Raft group; applying "
+                                     "again from index %llu",
+                                     p.id, (unsigned long long)p.failed_index)));
+            } else {
+                p.halted = true; /* stays Stopped; its group never started */
+            }
+            break;
+        }
+    }
+}
+
+/* Parses the test-only settings after each reload and hands the network
+ * holds to the transport. */
+static std::vector<uint32_t> parse_ids(const char *list, const std::vector<uint32_t> &all)
+{
+    std::vector<uint32_t> out;
+    if (!list)
+        return out;
+    std::stringstream in(list);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        item.erase(std::remove(item.begin(), item.end(), ' '), item.end());
+        if (item == "*")
+            return all;
+        if (!item.empty() && std::all_of(item.begin(), item.end(), ::isdigit))
+            out.push_back((uint32_t)std::stoul(item));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+void Worker::apply_test_settings()
+{
+    std::string seen = std::string(atomix_test_hold_outbound ? atomix_test_hold_outbound : "") + "|" +
+                       (atomix_test_hold_inbound ? atomix_test_hold_inbound : "") + "|" +
+                       std::to_string(atomix_test_hold_release) + "|" +
+                       (atomix_test_fail_apply ? atomix_test_fail_apply : "");
+    if (seen == test_settings_seen_)
+        return;
+    test_settings_seen_ = seen;
+
+    std::vector<uint32_t> partitions;
+    for (auto &p : partitions_)
+        partitions.push_back((uint32_t)p->id);
+    std::string fail = atomix_test_fail_apply ? atomix_test_fail_apply : "";
+    test_fail_apply_all_ = fail.find('*') != std::string::npos;
+    test_fail_apply_.clear();
+    for (uint32_t id : parse_ids(fail.c_str(), partitions))
+        test_fail_apply_.push_back((int32_t)id);
+
+    if (!transport_)
+        return;
+    std::vector<uint32_t> peers;
+    for (const NodeAddress &n : cluster_->nodes())
+        if (n.id != cluster_->self().id)
+            peers.push_back(n.id);
+    TransportFaults faults;
+    faults.hold_outbound = parse_ids(atomix_test_hold_outbound, peers);
+    faults.hold_inbound = parse_ids(atomix_test_hold_inbound, peers);
+    faults.reset_on_release = atomix_test_hold_release == ATOMIX_HOLD_RELEASE_RESET;
+    transport_->set_faults(faults);
+    if (!faults.hold_outbound.empty() || !faults.hold_inbound.empty())
+        ereport(LOG, (errmsg("atomix: test hold in effect: outbound \"%s\", inbound \"%s\"",
+                             atomix_test_hold_outbound, atomix_test_hold_inbound)));
+}
+
+} // namespace atomix
