@@ -35,3 +35,20 @@ CREATE FOREIGN TABLE atomix_bad (x int) SERVER atomix_local;
 CREATE FOREIGN TABLE atomix_extra (node_id int, nonsense text) SERVER atomix_local OPTIONS (table 'nodes');
 SELECT node_id, nonsense FROM atomix_extra;
 DROP FOREIGN TABLE atomix_extra;
+
+-- partition health: every partition serves, nothing failed, nothing resent
+SELECT bool_and(status = 'serving') AS serving, bool_and(last_error IS NULL) AS no_error,
+       bool_and(retry_at IS NULL) AS no_retry, sum(apply_failures) AS apply_failures,
+       sum(resends) AS resends, sum(duplicates_dropped) AS duplicates
+  FROM atomix.partitions;
+
+-- the fault-injection settings are for tests: off by default, and no
+-- session can set them (only the server configuration)
+SELECT name, setting, context FROM pg_settings WHERE name LIKE 'atomix.test%' ORDER BY 1;
+SET atomix.test_fail_apply = '0';
+CREATE ROLE atomix_plain;
+SET ROLE atomix_plain;
+ALTER SYSTEM SET atomix.test_hold_outbound = '*';
+SHOW atomix.test_hold_outbound;
+RESET ROLE;
+DROP ROLE atomix_plain;

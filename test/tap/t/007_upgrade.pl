@@ -1,0 +1,53 @@
+# 007_upgrade.pl — an atomix 0.1 installation upgrades in place to 0.2 with
+# ALTER EXTENSION atomix UPDATE, keeping its data: the state written under
+# 0.1 reads back the same, atomix.partitions gains its health columns, and
+# the upgraded schema matches a fresh 0.2 install object for object.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/..";
+
+use AtomixTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = atomix_node('upgrade', create_extension => 0);
+$node->safe_psql('postgres', "CREATE EXTENSION atomix VERSION '0.1'");
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.1', 'installed as 0.1');
+wait_until_serving($node);
+$node->safe_psql('postgres',
+	"SELECT atomix.map_put('m', 'k', 'v'), atomix.counter_incr('c', 7), atomix.set_add('s', 'e')");
+my $before = state_dump($node);
+my ($ret, $out, $err) = $node->psql('postgres', 'SELECT status FROM atomix.partitions LIMIT 1');
+isnt($ret, 0, '0.1 has no status column in atomix.partitions');
+
+$node->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.2', 'updated to 0.2');
+is(state_dump($node), $before, 'the state written under 0.1 is unchanged');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FILTER (WHERE status = 'serving') = count(*), sum(apply_failures) "
+		  . 'FROM atomix.partitions'),
+	"t|0", 'atomix.partitions shows the health columns after the update');
+is($node->safe_psql('postgres', "SELECT atomix.map_get('m', 'k') || atomix.counter_get('c')"),
+	'v7', 'atomix works after the update');
+
+# the upgraded schema equals a fresh install
+my $describe = q{
+	SELECT c.relname || ':' || string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+	 WHERE n.nspname = 'atomix' GROUP BY c.relname ORDER BY c.relname};
+my $functions = q{
+	SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+	 WHERE n.nspname = 'atomix' ORDER BY 1};
+my ($upgraded_rel, $upgraded_fn) = map { $node->safe_psql('postgres', $_) } $describe, $functions;
+$node->stop;
+my $fresh = atomix_node('fresh');
+is($fresh->safe_psql('postgres', $describe), $upgraded_rel, 'tables and columns match a fresh 0.2 install');
+is($fresh->safe_psql('postgres', $functions), $upgraded_fn, 'functions match a fresh 0.2 install');
+
+done_testing();
