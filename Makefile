@@ -9,6 +9,12 @@ SRCS = $(wildcard src/*.cpp) $(wildcard bgworker/*.cpp) $(wildcard replication/*
 OBJS = $(SRCS:.cpp=.o)
 
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/bgworker -I$(srcdir)/replication
+# `make PLANT=poisoned_entry` (or no_request_log, unconfirmed_read) builds
+# with a deliberately reintroduced bug, for proving the fault suites catch it
+# (src/planted_bugs.h).  Never for production.
+ifneq ($(PLANT),)
+PG_CPPFLAGS += -DATOMIX_PLANT_$(shell echo $(PLANT) | tr a-z A-Z)
+endif
 PG_CXXFLAGS = -std=c++17 -Wall -Wno-register -Wno-missing-field-initializers -fno-omit-frame-pointer
 SHLIB_LINK = -lraft -luv -lstdc++
 

@@ -34,6 +34,7 @@ extern "C" {
 #include "clock.h"
 #include "guc.h"
 #include "le_bytes.h"
+#include "planted_bugs.h"
 #include "worker.h"
 
 namespace atomix {
@@ -82,6 +83,7 @@ void Worker::start_transport()
         ereport(level > 0 ? WARNING : LOG, (errmsg_internal("%s", message.c_str())));
     };
     transport_ = std::make_unique<NodeTransport>(&loop_, *cluster_, atomix_cluster_secret, hooks);
+    transport_->set_liveness(!kPlantPoisonedEntry);
     transport_->start();
 }
 
@@ -136,7 +138,8 @@ void Worker::forward_queued(Partition &p)
             continue;
         }
         uint64_t id = c.request_id;
-        forwarded_[id] = ForwardedCommand{p.id, std::move(c), leader, transport_->link_generation(leader)};
+        forwarded_[id] = ForwardedCommand{p.id, std::move(c), leader, transport_->link_generation(leader),
+                                          mono_now_us()};
     }
     p.queued.swap(keep);
 }
@@ -163,7 +166,7 @@ void Worker::handle_forward(uint32_t peer, const char *data, size_t len)
      * outcome answers both */
     bool queued = std::any_of(p.queued.begin(), p.queued.end(),
                               [&](const QueuedCommand &q) { return q.request_id == c.request_id; });
-    if (queued || p.proposing.count(c.request_id) > 0) {
+    if ((queued || p.proposing.count(c.request_id) > 0) && !kPlantPoisonedEntry) {
         p.duplicates_dropped++;
         return;
     }
@@ -221,7 +224,8 @@ void Worker::resend_stalled_forwards()
         bool link_gone = !transport_->connected(f.leader) ||
                          transport_->link_generation(f.leader) != f.link;
         bool new_leader = leader != 0 && leader != f.leader;
-        if (link_gone || new_leader)
+        bool timer = kPlantPoisonedEntry && mono_now_us() - f.sent_us >= 3 * 1000000;
+        if (link_gone || new_leader || timer)
             stalled.push_back(kv.first);
     }
     for (uint64_t id : stalled) {

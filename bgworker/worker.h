@@ -65,6 +65,7 @@ struct ForwardedCommand {
     QueuedCommand command;
     uint32_t leader = 0; /* the node it was sent to */
     uint64_t link = 0;   /* the transport's link generation to it then */
+    int64_t sent_us = 0; /* monotonic */
 };
 
 /* Where a partition's Raft group is in a halt-and-restart cycle. */

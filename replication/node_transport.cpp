@@ -541,7 +541,7 @@ void NodeTransport::close()
 
 void NodeTransport::check_liveness()
 {
-    if (closing_)
+    if (closing_ || !liveness_on_)
         return;
     uint64_t now = uv_now(loop_);
     std::vector<std::pair<Connection *, std::string>> dead;

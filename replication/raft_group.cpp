@@ -75,7 +75,10 @@ void RaftGroup::start()
     started_ = true;
 }
 
-bool RaftGroup::is_leader() { return started_ && !closed_ && raft_state(&raft_) == RAFT_LEADER; }
+bool RaftGroup::is_leader()
+{
+    return started_ && !closing_ && !closed_ && raft_state(&raft_) == RAFT_LEADER;
+}
 
 struct Proposal {
     struct raft_apply req;
@@ -175,7 +178,7 @@ void RaftGroup::flush_send_completions()
 void RaftGroup::deliver(uint32_t from, const std::string &from_address, const char *data,
                         size_t len)
 {
-    if (!started_ || closed_ || !recv_cb_)
+    if (!started_ || closing_ || closed_ || !recv_cb_)
         return;
     struct raft_message msg;
     memset(&msg, 0, sizeof(msg));
@@ -325,6 +328,8 @@ void RaftGroup::announce_commit()
 
 void RaftGroup::poll()
 {
+    if (closing_ || closed_)
+        return; /* c-raft is gone or going: nothing of it may be called */
     flush_send_completions();
     announce_commit();
     bool leader = is_leader();
@@ -381,6 +386,13 @@ void RaftGroup::close()
         closed_ = true;
         return;
     }
+    if (closing_)
+        return;
+    /* Sends are completed at the next poll(); c-raft frees what a send
+     * refers to when it closes, so complete them while it is still alive
+     * (a halted partition's group is closed while the worker runs on). */
+    flush_send_completions();
+    closing_ = true;
     raft_close(&raft_, on_closed);
 }
 

@@ -79,16 +79,16 @@ class RaftGroup {
 
     bool is_leader();
     uint64_t term() { return raft_.current_term; }
-    int state() { return started_ && !closed_ ? raft_state(&raft_) : RAFT_UNAVAILABLE; }
+    int state() { return started_ && !closing_ && !closed_ ? raft_state(&raft_) : RAFT_UNAVAILABLE; }
     uint64_t leader_id()
     {
         raft_id id = 0;
         const char *address = nullptr;
-        if (started_ && !closed_)
+        if (started_ && !closing_ && !closed_)
             raft_leader(&raft_, &id, &address);
         return id;
     }
-    uint64_t last_index() { return started_ && !closed_ ? raft_last_index(&raft_) : 0; }
+    uint64_t last_index() { return started_ && !closing_ && !closed_ ? raft_last_index(&raft_) : 0; }
     /* When leading: the replicated index c-raft tracks for `node`, else 0. */
     uint64_t match_index(uint32_t node)
     {
@@ -141,6 +141,7 @@ class RaftGroup {
     struct raft_uv_transport transport_;
     bool started_ = false;
     bool was_leader_ = false;
+    bool closing_ = false; /* raft_close called */
     bool closed_ = false;
     bool released_ = false;
     /* see io_close_once() */

@@ -18,6 +18,7 @@ extern "C" {
 #include "client.h"
 #include "guc.h"
 #include "pg_bridge.h"
+#include "planted_bugs.h"
 #include "shmem.h"
 
 namespace atomix {
@@ -230,7 +231,7 @@ Reply submit(int32_t partition, const Command &cmd)
 
 void read_barrier(int32_t partition)
 {
-    if (atomix_read_consistency == ATOMIX_READ_SEQUENTIAL) {
+    if (atomix_read_consistency == ATOMIX_READ_SEQUENTIAL || kPlantUnconfirmedRead) {
         check_session_usable();
         return;
     }

@@ -4,6 +4,8 @@
  */
 #include "state_machine.h"
 
+#include "planted_bugs.h"
+
 #include <algorithm>
 #include <limits>
 
@@ -63,7 +65,7 @@ void StateMachine::record_outcome(uint64_t request_id, ResultCode code, int64_t 
         return;
     RequestRecord rec{request_id, static_cast<uint8_t>(code), value, now_us};
     auto it = entry_record_index_.find(request_id);
-    if (it != entry_record_index_.end()) {
+    if (it != entry_record_index_.end() && !kPlantPoisonedEntry) {
         entry_records_[it->second] = rec;
         return;
     }
@@ -134,7 +136,7 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
      * arrive without it: a resend racing the first attempt's reply).  One
      * lookup covers the whole entry. */
     std::unordered_map<uint64_t, RequestRecord> applied_before;
-    if (request_log_) {
+    if (request_log_ && !kPlantNoRequestLog) {
         std::vector<uint64_t> ids;
         for (const Command &cmd : commands)
             if (cmd.request_id != 0 && cmd.op != Op::Barrier)
@@ -146,10 +148,11 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
 
     for (uint32_t i = 0; i < commands.size(); i++) {
         const Command &cmd = commands[i];
-        if (cmd.request_id != 0 && cmd.op != Op::Barrier) {
+        bool look_up = !kPlantPoisonedEntry || cmd.is_retry();
+        if (cmd.request_id != 0 && cmd.op != Op::Barrier && look_up) {
             const RequestRecord *seen = nullptr;
             auto here = entry_record_index_.find(cmd.request_id);
-            if (here != entry_record_index_.end()) {
+            if (here != entry_record_index_.end() && !kPlantPoisonedEntry) {
                 seen = &entry_records_[here->second];
             } else {
                 auto before = applied_before.find(cmd.request_id);

@@ -4,9 +4,12 @@
 # crash-looped every worker on one committed entry.
 #
 # Under write load (counter_incr + map_put) from clients on all three nodes,
-# 20 rounds: node k (rotating) holds every frame to its peers for 3.5 s, then
-# the hold ends, alternately by delivering what was held in order and by
-# resetting the connections.  Then:
+# 20 rounds: node k (rotating) holds every frame to its peers, then the hold
+# ends, alternately by delivering what was held in order and by resetting
+# the connections.  Holds last 1.5 s (the links survive: the first copies
+# arrive late, in order, on the connection they were sent on) or 3.5 s
+# (longer than 0.1's resend timer: the links are declared dead and the
+# forwards resent on new connections).  Then:
 #  - the forwarded requests caught by it were resent (atomix.partitions'
 #    resends counter), and copies were answered without applying them
 #    (duplicates_dropped) — so the duplicate paths really ran;
@@ -59,17 +62,18 @@ for my $round (1 .. $ROUNDS)
 	my $release = $round % 2 ? 'deliver' : 'reset';
 	my @before = answers();
 	my $at = log_position($n[$k]);
+	my $hold = $round % 4 < 2 ? 3.5 : 1.5;
 	set_hold($n[$k], '*', $release);
 	# the hold takes effect at the worker's next loop turn
 	ok(wait_for_log_line($n[$k], qr/test hold in effect/, $at, 5),
-		"round $round: node " . ($k + 1) . " holds its outbound frames");
-	pump_all(3.5);
+		"round $round: node " . ($k + 1) . " holds its outbound frames for ${hold}s");
+	pump_all($hold);
 	set_hold($n[$k], '', $release);
 	pump_all(1.5);
 	my @after = answers();
 	my @idle = grep { $after[$_] == $before[$_] } 0 .. $#after;
 	$starved++ if @idle;
-	note "round $round (node " . ($k + 1) . ", $release): answers "
+	note "round $round (node " . ($k + 1) . ", ${hold}s, $release): answers "
 	  . join(' ', map { $after[$_] - $before[$_] } 0 .. $#after);
 }
 # a client on the held node may wait for its forward's link to die (3 s) and

@@ -1,0 +1,41 @@
+/*
+ * planted_bugs.h — deliberately reintroduced bugs, for proving that the
+ * fault suites catch them (test/chaos, the TAP fault tests).
+ *
+ * Off in every normal build.  `make PLANT=<name>` builds an atomix with one
+ * of them compiled in; never install such a build anywhere but a test box.
+ *   poisoned_entry   copies of a request are deduplicated only when they
+ *                    carry the retry flag and sit in different entries; a
+ *                    forward is resent after 3 s on the connection it is
+ *                    still waiting on; the leader keeps copies it holds
+ *                    (the one-way-partition outage of atomix 0.1)
+ *   no_request_log   the request log is never consulted: retries re-apply
+ *   unconfirmed_read a linearizable read skips its Raft round (reads the
+ *                    local replica, which may be stale)
+ */
+#ifndef ATOMIX_PLANTED_BUGS_H
+#define ATOMIX_PLANTED_BUGS_H
+
+namespace atomix {
+
+#ifdef ATOMIX_PLANT_POISONED_ENTRY
+constexpr bool kPlantPoisonedEntry = true;
+#else
+constexpr bool kPlantPoisonedEntry = false;
+#endif
+
+#ifdef ATOMIX_PLANT_NO_REQUEST_LOG
+constexpr bool kPlantNoRequestLog = true;
+#else
+constexpr bool kPlantNoRequestLog = false;
+#endif
+
+#ifdef ATOMIX_PLANT_UNCONFIRMED_READ
+constexpr bool kPlantUnconfirmedRead = true;
+#else
+constexpr bool kPlantUnconfirmedRead = false;
+#endif
+
+} // namespace atomix
+
+#endif
