@@ -46,7 +46,8 @@ void Worker::halt_partition(Partition &p, uint64_t index, const std::string &wha
     if (p.failed_index == 0 || index < p.failed_index)
         p.failed_index = index;
     p.last_error = what + ": " + error;
-    p.backoff_us = p.backoff_us == 0 ? kHaltBackoffFirstUs : std::min(p.backoff_us * 2, kHaltBackoffMaxUs);
+    int64_t max_backoff = p.io_failure ? kIoBackoffMaxUs : kHaltBackoffMaxUs;
+    p.backoff_us = p.backoff_us == 0 ? kHaltBackoffFirstUs : std::min(p.backoff_us * 2, max_backoff);
     p.restart_at_us = mono_now_us() + p.backoff_us;
     ereport(WARNING,
             (errmsg("atomix: partition %d halted on this node: %s failed at index %llu: %s", p.id,
@@ -55,6 +56,18 @@ void Worker::halt_partition(Partition &p, uint64_t index, const std::string &wha
                        "%lld ms and applies again from that entry.",
                        (long long)(p.backoff_us / 1000)),
              errhint("See atomix.partitions (status, last_error, retry_at).")));
+}
+
+/* A write of the partition's Raft log failed (raft_uv reported it): c-raft
+ * 0.15 would keep such a leader in office and leave such a follower silent.
+ * Halt the partition; its group is reopened from disk after a back-off. */
+void Worker::on_io_error(Partition &p, int status, const std::string &message)
+{
+    if (p.halted)
+        return;
+    p.io_failure = true;
+    halt_partition(p, p.group->last_index(), "a Raft log write",
+                   std::string(raft_strerror(status)) + (message.empty() ? "" : ": " + message));
 }
 
 /* Calls routed to a halted partition on this node cannot be answered here

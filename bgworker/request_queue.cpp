@@ -110,6 +110,8 @@ void publish_replica_status(const std::vector<ReplicaStatus> &replicas,
         s->apply_failures = replicas[i].apply_failures;
         s->resends = replicas[i].resends;
         s->duplicates_dropped = replicas[i].duplicates_dropped;
+        s->stalled = replicas[i].stalled;
+        s->commits_unstuck = replicas[i].commits_unstuck;
     }
     atomix_shared->status_updated_at = now;
     LWLockRelease(atomix_shared->lock);

@@ -53,6 +53,8 @@ struct ReplicaStatus {
     uint64_t apply_failures = 0;
     uint64_t resends = 0;
     uint64_t duplicates_dropped = 0;
+    bool stalled = false;
+    uint64_t commits_unstuck = 0;
 };
 struct NodeStatus {
     uint32_t id = 0;

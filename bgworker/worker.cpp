@@ -196,6 +196,7 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
                              p.id, (unsigned long long)index)));
         p.failed_index = 0;
         p.backoff_us = 0;
+        p.io_failure = false;
     }
     if (malformed)
         ereport(WARNING, (errmsg("atomix: skipped malformed entry %llu of partition %d",
@@ -273,6 +274,7 @@ void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
          * this partition (its group is closed, so the others elect a leader
          * among themselves) and restart it after a back-off, reloading its
          * log from disk. */
+        p->io_failure = true;
         halt_partition(*p, p->group->last_index(), "a Raft log write",
                        std::string(errmsg) + " (" + p->group->errmsg() + ")");
     }
@@ -423,6 +425,10 @@ void Worker::start_partitions()
         config.snapshot_threshold = (unsigned)atomix_snapshot_threshold;
         config.snapshot_trailing = (unsigned)atomix_snapshot_trailing;
         config.segment_size = kSegmentSize;
+        Partition *part = p.get();
+        config.on_io_error = [this, part](int status, const std::string &message) {
+            on_io_error(*part, status, message);
+        };
         if (cluster_->nodes().size() > 1) {
             for (const NodeAddress &n : cluster_->nodes())
                 config.members.push_back(RaftMember{
@@ -657,6 +663,8 @@ void Worker::publish_status()
         status[i].apply_failures = p.apply_failures;
         status[i].resends = p.resends;
         status[i].duplicates_dropped = p.duplicates_dropped + p.sm.duplicates_answered();
+        status[i].stalled = p.stalled;
+        status[i].commits_unstuck = p.group->commits_unstuck();
         RaftGroup &g = *partitions_[i]->group;
         status[i].role = g.state();
         status[i].leader_node = (int)g.leader_id();
@@ -720,6 +728,7 @@ void Worker::turn(long timeout_ms)
     balance_leaders(mono);
     expire_unavailable(mono);
     maintain_halted(mono);
+    watch_progress(mono);
     finish_turn();
 }
 

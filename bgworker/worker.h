@@ -38,6 +38,13 @@ constexpr uint8_t kForwardRetry = 2;     /* appended, leadership lost: resend as
 /* A partition whose apply failed retries after this, doubling up to the max. */
 constexpr int64_t kHaltBackoffFirstUs = 1 * 1000000;
 constexpr int64_t kHaltBackoffMaxUs = 60 * 1000000;
+/* A failed Raft log write (a full disk, EIO) is usually transient: retry
+ * sooner than an apply failure. */
+constexpr int64_t kIoBackoffMaxUs = 8 * 1000000;
+/* Work waiting for a partition with no applied progress for this long
+ * (three election timeouts) makes it "stalled": logged, shown, and a leader
+ * steps down. */
+constexpr int64_t kStallAfterUs = 3 * 1000000;
 /* One backend request, possibly fanned out to every partition. */
 struct InFlight {
     uint32_t slot = 0;
@@ -104,6 +111,13 @@ struct Partition {
     uint64_t failed_index = 0; /* 0 once applied past it */
     std::string last_error;
     std::unique_ptr<RaftGroup> retired_group; /* released, freed at the next restart */
+    bool io_failure = false; /* the halt came from a log write: shorter back-off */
+
+    /* progress watchdog (progress.cpp) */
+    uint64_t progress_index = 0;
+    int64_t progress_at_us = 0; /* monotonic */
+    bool stalled = false;
+    uint64_t stalls = 0;
 
     /* counters shown in atomix.partitions */
     uint64_t apply_failures = 0;
@@ -176,6 +190,10 @@ class Worker {
     void answer_queued_of_halted(Partition &p);
     bool start_group(Partition &p);
     void apply_test_settings();
+    void on_io_error(Partition &p, int status, const std::string &message);
+    /* progress.cpp */
+    void watch_progress(int64_t mono_us);
+    std::string describe_replica(Partition &p);
     void finish_turn();
     void publish_status();
     void shutdown();

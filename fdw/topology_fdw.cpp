@@ -236,7 +236,10 @@ static void fill_partition(TopologyScan *scan, int p, TupleTableSlot *slot)
     set_column(slot, "applied_index", Int64GetDatum((int64)r->applied_index), false);
     set_column(slot, "replicas", PointerGetDatum(replicas), false);
     /* this node's replica: serving, or halted after a machine failure */
-    const char *status = !scan->worker_running ? "unavailable" : r->halted ? "halted" : "serving";
+    const char *status = !scan->worker_running ? "unavailable"
+                         : r->halted          ? "halted"
+                         : r->stalled         ? "stalled"
+                                              : "serving";
     set_column(slot, "status", CStringGetTextDatum(status), false);
     set_column(slot, "last_error", CStringGetTextDatum(r->last_error), r->last_error[0] == '\0');
     set_column(slot, "retry_at", TimestampTzGetDatum(r->restart_at), !r->halted || r->restart_at == 0);

@@ -4,9 +4,12 @@
  */
 #include "raft_group.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <unordered_map>
 
+#include "commit_rule.h"
 #include "local_transport.h"
 #include "raft_message_codec.h"
 
@@ -40,6 +43,9 @@ void RaftGroup::start()
     uv_start_ = io_.start;
     io_.start = io_start;
     io_.send = io_send;
+    /* to hear about failed log writes (a full disk, EIO) */
+    uv_append_ = io_.append;
+    io_.append = io_append;
 
     rv = raft_init(&raft_, &io_, fsm_, config_.node_id, config_.address.c_str());
     if (rv != 0)
@@ -164,6 +170,42 @@ int RaftGroup::io_send(struct raft_io *io, struct raft_io_send *req,
     /* c-raft expects the callback later, never from inside send() */
     self->send_completions_.push_back(SendCompletion{req, cb, status});
     return 0;
+}
+
+/* raft_uv's append, with its outcome observed on the way back: c-raft 0.15
+ * keeps a leader whose log writes fail in office, and a follower whose
+ * writes fail just stops answering; the worker halts and restarts the
+ * partition instead (bgworker/apply_guard.cpp). */
+struct PendingAppend {
+    RaftGroup *group;
+    raft_io_append_cb cb;
+};
+static std::unordered_map<struct raft_io_append *, PendingAppend> pending_appends;
+
+int RaftGroup::io_append(struct raft_io *io, struct raft_io_append *req,
+                         const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    RaftGroup *self = of(io);
+    pending_appends[req] = PendingAppend{self, cb};
+    int rv = self->uv_append_(io, req, entries, n, io_append_done);
+    if (rv != 0) {
+        pending_appends.erase(req);
+        if (self->config_.on_io_error)
+            self->config_.on_io_error(rv, io->errmsg);
+    }
+    return rv;
+}
+
+void RaftGroup::io_append_done(struct raft_io_append *req, int status)
+{
+    auto it = pending_appends.find(req);
+    if (it == pending_appends.end())
+        return; /* cannot happen: every append went through io_append */
+    PendingAppend p = it->second;
+    pending_appends.erase(it);
+    if (status != 0 && p.group->config_.on_io_error)
+        p.group->config_.on_io_error(status, p.group->io_.errmsg);
+    p.cb(req, status);
 }
 
 void RaftGroup::flush_send_completions()
@@ -326,21 +368,39 @@ void RaftGroup::announce_commit()
         tick_cb_(&io_);
 }
 
+/* c-raft 0.15's commit rule can starve under load: apply Raft's own
+ * (commit_rule.h).  c-raft applies up to commit_index at the next
+ * acknowledgement, which announce_commit makes immediate. */
+void RaftGroup::advance_commit()
+{
+    uint64_t commit = quorum_commit_index(&raft_, config_.node_id, term_start_index_);
+    if (commit != 0 && !closing_ && !closed_) {
+        raft_.commit_index = commit;
+        commits_unstuck_++;
+    }
+}
+
 void RaftGroup::poll()
 {
     if (closing_ || closed_)
         return; /* c-raft is gone or going: nothing of it may be called */
     flush_send_completions();
-    announce_commit();
     bool leader = is_leader();
-    if (leader && !was_leader_) {
+    if (leader && (!was_leader_ || raft_.current_term != leader_term_)) {
         /* c-raft 0.15 appends no no-op entry on election: without one, entries
          * of earlier terms stay uncommitted (and unapplied after a restart)
-         * until the next client write. */
+         * until the next client write.  Everything from the next index on
+         * is of our term. */
+        term_start_index_ = raft_last_index(&raft_) + 1;
+        leader_term_ = raft_.current_term;
         struct raft_barrier *req = new (struct raft_barrier)();
         if (raft_barrier(&raft_, req, leader_barrier_done) != 0)
             delete req;
     }
+    if (!leader)
+        term_start_index_ = 0;
+    advance_commit();
+    announce_commit();
     was_leader_ = leader;
 }
 

@@ -41,6 +41,8 @@ struct RaftGroupConfig {
     /* every member incl. this node; empty: a one-node group of this node */
     std::vector<RaftMember> members;
     RaftSendFn send; /* unused when there are no other members */
+    /* A write of the on-disk log failed (status, raft_uv's message). */
+    std::function<void(int status, const std::string &message)> on_io_error;
     unsigned election_timeout_ms = 1000;
     unsigned heartbeat_timeout_ms = 100;
     std::string dir; /* must exist */
@@ -110,6 +112,8 @@ class RaftGroup {
 
     /* After each loop turn: notices leadership changes. */
     void poll();
+    /* Times advance_commit() committed what c-raft's own rule starved. */
+    uint64_t commits_unstuck() const { return commits_unstuck_; }
 
     /* Starts closing; closed() turns true once c-raft has stopped.  Then,
      * after running the loop until it is idle, release() frees the I/O. */
@@ -131,6 +135,10 @@ class RaftGroup {
     static RaftGroup *of(struct raft_io *io);
     void flush_send_completions();
     void announce_commit();
+    void advance_commit();
+    static int io_append(struct raft_io *io, struct raft_io_append *req,
+                         const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+    static void io_append_done(struct raft_io_append *req, int status);
     void skip_compacted_entries(struct raft_append_entries &ae);
 
     RaftGroupConfig config_;
@@ -151,6 +159,11 @@ class RaftGroup {
     /* see io_start() / io_send() */
     int (*uv_start_)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
     raft_io_recv_cb recv_cb_ = nullptr;
+    int (*uv_append_)(struct raft_io *, struct raft_io_append *, const struct raft_entry[], unsigned,
+                      raft_io_append_cb) = nullptr;
+    uint64_t term_start_index_ = 0; /* first entry of our term while leading */
+    uint64_t leader_term_ = 0;
+    uint64_t commits_unstuck_ = 0;
     raft_io_tick_cb tick_cb_ = nullptr;
     uint64_t announced_commit_ = 0;
     std::map<raft_id, uint64_t> announced_match_;

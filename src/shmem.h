@@ -122,6 +122,8 @@ struct AtomixReplicaStatus {
     uint64 apply_failures;
     uint64 resends;
     uint64 duplicates_dropped;
+    bool stalled; /* work waits and nothing was applied for a while */
+    uint64 commits_unstuck;
 };
 
 struct AtomixNodeStatus {

@@ -1,0 +1,117 @@
+/*
+ * progress.cpp — progress, not just heartbeats.
+ *
+ * A Raft group can look healthy (a leader, heartbeats flowing, no election)
+ * and still commit nothing: c-raft 0.15's commit rule can starve under load
+ * (worked around in RaftGroup::advance_commit), a leader's log writes can
+ * fail or hang (halted by apply_guard.cpp), a leader can be cut off one way.
+ * Every loop turn, each partition with work waiting here — commands queued,
+ * in a proposal, or forwarded to its leader — must apply something within
+ * kStallAfterUs (three election timeouts).  If it does not, the partition is
+ * "stalled" on this node:
+ *   - a WARNING gives its state: role, term, leader, commit / applied / last
+ *     index, each peer's link and last contact, what is waiting, the last
+ *     failure; atomix.partitions shows status 'stalled';
+ *   - if this node leads it, it steps down: leadership goes to the connected
+ *     voter that has the most of the log, or, with none, the group restarts
+ *     (apply_guard.cpp), so a leader that cannot make progress gets out of
+ *     the way instead of holding its followers with heartbeats;
+ *   - once something is applied again, an INFO-level LOG says so.
+ * Requests keep their own deadline (atomix.unavailable_timeout) and fail
+ * with a clear error when it passes.
+ */
+extern "C" {
+#include "postgres.h"
+}
+
+#include <algorithm>
+
+#include "clock.h"
+#include "worker.h"
+
+namespace atomix {
+
+std::string Worker::describe_replica(Partition &p)
+{
+    RaftGroup &g = *p.group;
+    static const char *roles[] = {"unavailable", "follower", "candidate", "leader"};
+    int role = g.state();
+    std::string s = std::string("role ") + (role >= 0 && role <= 3 ? roles[role] : "?") +
+                    ", term " + std::to_string(g.term()) + ", leader " +
+                    (g.leader_id() ? "node " + std::to_string(g.leader_id()) : "none") +
+                    ", commit " + std::to_string(g.commit_index()) + ", applied " +
+                    std::to_string(std::max<uint64_t>(g.last_applied(), p.storage.cached_applied_index())) +
+                    ", last " + std::to_string(g.last_index());
+    int64_t now = unix_now_us();
+    for (const NodeAddress &n : cluster_->nodes()) {
+        if (n.id == cluster_->self().id)
+            continue;
+        bool up = transport_ && transport_->connected(n.id);
+        int64_t contact = transport_ ? transport_->last_contact_us(n.id) : 0;
+        s += "; node " + std::to_string(n.id) + (up ? " connected" : " not connected");
+        if (contact)
+            s += ", heard " + std::to_string((now - contact) / 1000) + " ms ago";
+        if (g.is_leader())
+            s += ", match " + std::to_string(g.match_index(n.id));
+    }
+    if (!p.last_error.empty())
+        s += "; last failure: " + p.last_error;
+    return s;
+}
+
+void Worker::watch_progress(int64_t mono_us)
+{
+    std::vector<size_t> forwarded(partitions_.size(), 0);
+    for (auto &kv : forwarded_)
+        forwarded[(size_t)kv.second.partition]++;
+    for (auto &ptr : partitions_) {
+        Partition &p = *ptr;
+        uint64_t applied = std::max<uint64_t>(p.group->last_applied(), p.storage.cached_applied_index());
+        size_t waiting = p.queued.size() + p.proposing.size() + forwarded[(size_t)p.id];
+        if (p.halted || waiting == 0 || applied != p.progress_index) {
+            if (p.stalled && applied != p.progress_index)
+                ereport(LOG, (errmsg("atomix: partition %d makes progress again (applied index %llu)",
+                                     p.id, (unsigned long long)applied)));
+            if (waiting == 0 || applied != p.progress_index || p.halted)
+                p.stalled = false;
+            p.progress_index = applied;
+            p.progress_at_us = mono_us;
+            continue;
+        }
+        if (mono_us - p.progress_at_us < kStallAfterUs)
+            continue;
+        /* stalled: say so (once per episode), and get out of the way */
+        bool leading = p.group->is_leader();
+        if (!p.stalled) {
+            p.stalls++;
+            ereport(WARNING,
+                    (errmsg("atomix: partition %d makes no progress: %zu requests wait and nothing "
+                            "was applied for %lld ms",
+                            p.id, waiting, (long long)((mono_us - p.progress_at_us) / 1000)),
+                     errdetail("%s", describe_replica(p).c_str()),
+                     errhint(leading ? "This node leads it and steps down." :
+                                       "Its leader is expected to step down; requests fail after "
+                                       "atomix.unavailable_timeout.")));
+        }
+        p.stalled = true;
+        p.progress_at_us = mono_us; /* check again one period later */
+        if (!leading)
+            continue;
+        uint32_t best = 0;
+        uint64_t best_match = 0;
+        for (uint32_t id : cluster_->voters((uint32_t)p.id))
+            if (id != cluster_->self().id && transport_ && transport_->connected(id) &&
+                p.group->match_index(id) >= best_match) {
+                best = id;
+                best_match = p.group->match_index(id);
+            }
+        if (best && p.group->transfer_leadership(best)) {
+            ereport(LOG, (errmsg("atomix: partition %d: handing leadership to node %u", p.id, best)));
+            continue;
+        }
+        halt_partition(p, applied + 1, "making progress as leader",
+                       "no connected voter to hand leadership to");
+    }
+}
+
+} // namespace atomix

@@ -1,0 +1,132 @@
+# 113_disk_full.pl — one node's Raft log lives on a small file system that
+# fills up while clients write through every node, stays full past the
+# election timeout, and is freed; ten times.
+#
+# $PGDATA/atomix of node 2 is a directory on a tmpfs that test/run-tests
+# mounts (as root) and names in ATOMIX_TAP_TMPFS; without it the test is
+# skipped.  Snapshots are taken every 32 entries, so fills also land while a
+# snapshot or a new log segment is being written.  Each round:
+#  - the partitions node 2 led move to the others and serve within 10 s (a
+#    write through node 1 to each of them succeeds);
+#  - a call on node 2 fails at once with a clear error (SQLSTATE 57P03 and
+#    the reason), not a silent timeout;
+#  - node 2 logs the failed write (partition, what failed, the error);
+#  - once space returns, node 2 catches up and serves again by itself within
+#    20 s.
+# In the end every node holds the same tables, every acknowledged write
+# exactly once, and no raft worker ever restarted.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/..";
+
+use AtomixTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $tmpfs = $ENV{ATOMIX_TAP_TMPFS};
+plan skip_all => 'needs a small tmpfs for the Raft log (test/run-tests mounts one as root)'
+  unless $tmpfs && -d $tmpfs && -w $tmpfs;
+my $ROUNDS = 10;
+
+my $N = 3;
+my @n = atomix_cluster($N, name => 'full', start => 0,
+	conf => [ 'log_statement = none', 'atomix.snapshot_threshold = 32',
+		'atomix.snapshot_trailing = 16' ]);
+my $victim = $n[1];
+my $logdir = "$tmpfs/" . $victim->name;
+mkdir $logdir or die "$logdir: $!";
+symlink($logdir, $victim->data_dir . '/atomix') or die "symlink: $!";
+$_->start for @n;
+$_->safe_psql('postgres', 'CREATE EXTENSION atomix') for @n;
+wait_for_leaders(\@n, 60);
+my ($l, $stable) = wait_for_stable_leaders($n[0], 3, 20);
+ok($stable, 'partition leadership settles');
+
+my @names = map { "probe$_" } 0 .. 47;
+$n[0]->safe_psql('postgres', join(";\n", map { "SELECT atomix.counter_set('$_', 0)" } @names));
+my $part = counter_partitions($n[0], @names);
+my %probe_of;
+$probe_of{ $part->{$_} } //= $_ for sort keys %$part;
+
+my $pos = log_position($victim);
+my @pids = map { worker_pid($_) } @n;
+my @loads = map { start_load($n[$_], clients => 1, first => $_ + 1, stream => 1, round => 'd') } 0 .. $N - 1;
+sub pump_all { my ($s) = @_; pump_load($_, $s / @loads) for @loads; return; }
+pump_all(1);
+
+my $filler = "$logdir/filler";
+sub fill
+{
+	# as much as fits: the next Raft log write fails with ENOSPC
+	system('dd', 'if=/dev/zero', "of=$filler", 'bs=1M', 'count=1024', 'status=none');
+	system('dd', 'if=/dev/zero', "of=$filler.tail", 'bs=4k', 'count=100000', 'status=none');
+	return;
+}
+sub free_space { unlink $filler, "$filler.tail"; return; }
+
+my (@move, @back);
+for my $round (1 .. $ROUNDS)
+{
+	my $leaders = partition_leaders($n[0]) // {};
+	my @led = grep { ($leaders->{$_} // 0) == 2 && $probe_of{$_} } sort { $a <=> $b } keys %$leaders;
+	my $at = log_position($victim);
+	pump_all(0.3 + 0.2 * ($round % 3));
+	my $t0 = time;
+	fill();
+	# the partitions node 2 led serve again through node 1 within 10 s
+	my %done;
+	while (time - $t0 < 15 && grep { !$done{$_} } @led)
+	{
+		for my $p (grep { !$done{$_} } @led)
+		{
+			my ($ret) = sql_outcome($n[0], "SET statement_timeout = '2s'; SELECT atomix.counter_incr('$probe_of{$p}')");
+			$done{$p} = time - $t0 if $ret == 0;
+		}
+		pump_all(0.2);
+	}
+	my ($worst) = sort { $b <=> $a } map { $done{$_} // 99 } @led;
+	$worst //= 0;
+	push @move, $worst;
+	cmp_ok($worst, '<', 10, sprintf('round %d: the %d partitions node 2 led serve through node 1 within 10 s (%.1fs)',
+		$round, scalar @led, $worst));
+	# hold it full past the election timeout
+	pump_all(1.5);
+	my ($ret, $out, $err, $state) = sql_outcome($victim,
+		"SET statement_timeout = '5s'; SELECT atomix.counter_incr('$names[$round]')");
+	ok($ret != 0 && defined $state && $state =~ /^(57P03|40003)$/,
+		"round $round: a call on node 2 fails with a clear error while its disk is full")
+	  or diag "ret $ret, sqlstate " . ($state // 'none') . ": $err";
+	ok(wait_for_log_line($victim, qr/halted on this node: a Raft log write/, $at, 10),
+		"round $round: node 2 logs the failed Raft log write");
+	free_space();
+	my $t1 = time;
+	my $ok = wait_until(20, sub {
+		pump_all(0.1);
+		return (sql_outcome($victim, "SET statement_timeout = '2s'; SELECT atomix.counter_incr('$names[$round]')"))[0] == 0;
+	});
+	push @back, time - $t1;
+	ok($ok, sprintf('round %d: node 2 serves again %.1fs after space returned', $round, time - $t1));
+	# every partition back before the next round
+	wait_until(30, sub { $victim->safe_psql('postgres',
+		"SELECT count(*) FROM atomix.partitions WHERE status <> 'serving'") eq '0' });
+}
+note 'seconds until the partitions node 2 led served elsewhere: ' . join(' ', map { sprintf '%.1f', $_ } @move);
+note 'seconds until node 2 served again after space returned: ' . join(' ', map { sprintf '%.1f', $_ } @back);
+
+pump_all(2);
+$_ && stop_load($_) for @loads;
+my @res = map { finish_load($_, 60) } @loads;
+my ($same) = wait_for_same_state(\@n, 90);
+ok($same, 'all nodes end with identical partition tables');
+verify_load($n[0], "after $ROUNDS full disks", \@res);
+for my $i (0 .. $N - 1)
+{
+	is(worker_pid($n[$i]), $pids[$i], 'node ' . ($i + 1) . ': the raft worker never restarted');
+}
+no_crash_since($victim, $pos);
+
+done_testing();
