@@ -241,6 +241,7 @@ void Worker::restore(Partition &p, const void *data, size_t len)
 {
     if (!fatal_.empty() || p.halted)
         return;
+    txn_.ensure(); /* raft_start restores before the first loop turn */
     PartitionMeta before = p.storage.load_meta();
     txn_.begin_entry();
     try {
