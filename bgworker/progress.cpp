@@ -12,13 +12,17 @@
  *   - a WARNING gives its state: role, term, leader, commit / applied / last
  *     index, each peer's link and last contact, what is waiting, the last
  *     failure; atomix.partitions shows status 'stalled';
+ *   - this node's callers waiting on it get a clear error now instead of a
+ *     silent statement timeout: 57P03 for requests never proposed, 40003
+ *     (may or may not be applied) for those already sent or proposed;
  *   - if this node leads it, it steps down: leadership goes to the connected
  *     voter that has the most of the log, or, with none, the group restarts
  *     (apply_guard.cpp), so a leader that cannot make progress gets out of
  *     the way instead of holding its followers with heartbeats;
- *   - once something is applied again, an INFO-level LOG says so.
- * Requests keep their own deadline (atomix.unavailable_timeout) and fail
- * with a clear error when it passes.
+ *   - a Raft log write that has not finished after kStallAfterUs (a disk
+ *     that hangs rather than fails) halts the partition like a failed one:
+ *     its group restarts and raft_uv is reopened from disk;
+ *   - once something is applied again, a LOG line says so.
  */
 extern "C" {
 #include "postgres.h"
@@ -27,9 +31,37 @@ extern "C" {
 #include <algorithm>
 
 #include "clock.h"
+#include "shmem.h"
 #include "worker.h"
 
 namespace atomix {
+
+/* This node's callers waiting on a stalled partition get a clear answer. */
+void Worker::fail_waiting_of_stalled(Partition &p)
+{
+    std::string why = "atomix: partition " + std::to_string(p.id) +
+                      " makes no progress (nothing applied for " +
+                      std::to_string(kStallAfterUs / 1000000) + " s); see atomix.partitions";
+    std::vector<QueuedCommand> keep;
+    for (QueuedCommand &c : p.queued) {
+        if (c.origin != cluster_->self().id || in_flight_.count(c.request_id) == 0) {
+            keep.push_back(std::move(c));
+            continue;
+        }
+        bool maybe_applied = static_cast<uint8_t>(c.encoded[kCommandFlagsOffset]) & kFlagRetry;
+        resolve(c.request_id, maybe_applied ? REPLY_IN_DOUBT : REPLY_UNAVAILABLE, 0, why);
+    }
+    p.queued.swap(keep);
+    std::vector<uint64_t> sent;
+    for (auto &kv : forwarded_)
+        if (kv.second.partition == p.id)
+            sent.push_back(kv.first);
+    for (uint64_t id : p.proposing)
+        if (in_flight_.count(id))
+            sent.push_back(id);
+    for (uint64_t id : sent)
+        resolve(id, REPLY_IN_DOUBT, 0, why);
+}
 
 std::string Worker::describe_replica(Partition &p)
 {
@@ -66,6 +98,12 @@ void Worker::watch_progress(int64_t mono_us)
         forwarded[(size_t)kv.second.partition]++;
     for (auto &ptr : partitions_) {
         Partition &p = *ptr;
+        uint64_t hung_ms = p.halted ? 0 : p.group->oldest_append_ms();
+        if (hung_ms * 1000 > (uint64_t)kStallAfterUs) {
+            p.io_failure = true;
+            halt_partition(p, p.group->last_index(), "a Raft log write",
+                           "not finished after " + std::to_string(hung_ms) + " ms");
+        }
         uint64_t applied = std::max<uint64_t>(p.group->last_applied(), p.storage.cached_applied_index());
         size_t waiting = p.queued.size() + p.proposing.size() + forwarded[(size_t)p.id];
         if (p.halted || waiting == 0 || applied != p.progress_index) {
@@ -95,6 +133,7 @@ void Worker::watch_progress(int64_t mono_us)
         }
         p.stalled = true;
         p.progress_at_us = mono_us; /* check again one period later */
+        fail_waiting_of_stalled(p);
         if (!leading)
             continue;
         uint32_t best = 0;

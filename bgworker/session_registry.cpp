@@ -79,6 +79,21 @@ std::vector<ClosedSessionInfo> expire_sessions_in(int32_t partition)
     return out;
 }
 
+bool expire_session_id(uint64_t id)
+{
+    bool found = false;
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    for (uint32 i = 0; i < atomix_shared->nslots; i++) {
+        AtomixSessionInfo &s = atomix_shared->slots[i].session;
+        if (s.id == id && !s.expired) {
+            s.expired = true;
+            found = true;
+        }
+    }
+    LWLockRelease(atomix_shared->lock);
+    return found;
+}
+
 int64_t lease_valid_until(int32_t partition)
 {
     LWLockAcquire(atomix_shared->lock, LW_SHARED);

@@ -37,6 +37,10 @@ std::vector<ClosedSessionInfo> take_closed_sessions();
  * backends get an error on their next call) and returns them. */
 std::vector<ClosedSessionInfo> expire_sessions_in(int32_t partition);
 
+/* Flags one session expired (the log closed it); false if it is not live
+ * on this node. */
+bool expire_session_id(uint64_t id);
+
 int64_t lease_valid_until(int32_t partition);
 void extend_lease(int32_t partition, int64_t until_us);
 

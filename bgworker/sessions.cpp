@@ -92,18 +92,54 @@ void Worker::maintain_sessions(int64_t now_us)
     /* A partition whose keep-alives stopped being acknowledged: the cluster
      * may expire our sessions there any moment, so stop vouching for them
      * and release what they hold everywhere else too. */
-    for (size_t p = 0; p < partitions_.size(); p++) {
-        if (!had_sessions_[p] || lease_valid_until((int32_t)p) >= now_us)
+    for (size_t p = 0; p < partitions_.size(); p++)
+        if (had_sessions_[p] && lease_valid_until((int32_t)p) < now_us)
+            close_unvouched((int32_t)p);
+}
+
+/* This node cannot vouch for its sessions in `partition` any more: flag them
+ * expired (their backends get 55000 next) and close them everywhere, which
+ * releases what they hold. */
+void Worker::close_unvouched(int32_t partition)
+{
+    Command close;
+    close.op = Op::SessionClose;
+    close.epoch = node_epoch_us();
+    for (const ClosedSessionInfo &c : expire_sessions_in(partition)) {
+        ereport(LOG, (errmsg("atomix: session %llu expired: partition %d did not renew it "
+                             "within atomix.session_timeout",
+                             (unsigned long long)c.id, (int)partition)));
+        close.session = c.id;
+        for (int32_t q : c.partitions)
+            if (q < (int32_t)partitions_.size())
+                propose_internal(q, close);
+    }
+}
+
+/* Just before answers go out: a grant to a session the log closed in this
+ * turn, or that this node cannot vouch for any more (grant_gate.h), is
+ * answered "session expired" instead, and the session closed everywhere. */
+void Worker::vet_grants()
+{
+    if (grants_.empty())
+        return;
+    int64_t now = unix_now_us();
+    for (const PendingGrant &g : grants_) {
+        if (grant_gate_.may_deliver(g.session, lease_valid_until(g.partition), now))
             continue;
-        for (const ClosedSessionInfo &c : expire_sessions_in((int32_t)p)) {
-            ereport(LOG, (errmsg("atomix: session %llu expired: partition %d did not renew it "
-                                 "within atomix.session_timeout",
-                                 (unsigned long long)c.id, (int)p)));
-            close.session = c.id;
-            for (int32_t q : c.partitions)
-                if (q < (int32_t)partitions_.size())
-                    propose_internal(q, close);
-        }
+        SlotReply &r = ready_[g.reply];
+        r.code = REPLY_SESSION_EXPIRED;
+        r.value = 0;
+        r.message = "atomix: the grant arrived after this node stopped vouching for the session";
+        stale_grants_refused_++;
+        ereport(LOG, (errmsg("atomix: a grant to session %llu in partition %d was not delivered: "
+                             "the session may have expired meanwhile",
+                             (unsigned long long)g.session, (int)g.partition)));
+        /* closed by the log: released already, flagged when applied.
+         * Otherwise this node cannot vouch for the partition: none of its
+         * sessions there may keep anything */
+        if (!grant_gate_.closed_in_log(g.session))
+            close_unvouched(g.partition);
     }
 }
 

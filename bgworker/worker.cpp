@@ -171,8 +171,10 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
     txn_.begin_entry();
     try {
         p.sm.set_event_sink(&events_);
+        p.sm.set_closed_sink(&closed_sessions_);
         p.sm.apply(index, data, len, results_, &malformed);
         p.sm.set_event_sink(nullptr);
+        p.sm.set_closed_sink(nullptr);
         if (test_fail_apply_all_ ||
             std::find(test_fail_apply_.begin(), test_fail_apply_.end(), p.id) != test_fail_apply_.end())
             pg_guard([] {
@@ -182,6 +184,8 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
         txn_.commit_entry();
     } catch (const std::exception &e) {
         p.sm.set_event_sink(nullptr);
+        p.sm.set_closed_sink(nullptr);
+        closed_sessions_.clear();
         txn_.rollback_entry();
         p.storage.restore_cached_meta(before);
         p.sm.forget_caches();
@@ -191,6 +195,14 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
         return;
     }
     p.touched = true;
+    /* sessions the log closed: no grant to them may go out in this turn,
+     * and this node's backends learn it on their next call */
+    for (uint64_t session : closed_sessions_) {
+        grant_gate_.session_closed(session);
+        if ((uint32_t)(session >> 48) == cluster_->self().id)
+            expire_session_id(session);
+    }
+    closed_sessions_.clear();
     if (p.failed_index != 0 && index >= p.failed_index) {
         ereport(LOG, (errmsg("atomix: partition %d resumed: applied entry %llu, which had failed",
                              p.id, (unsigned long long)index)));
@@ -315,6 +327,8 @@ void Worker::resolve(uint64_t request_id, int code, int64_t value, const std::st
     reply.code = req->code;
     reply.value = req->sum;
     reply.message = req->message;
+    if (req->session != 0 && req->code == REPLY_OK && grants_to_session(req->op, req->sum))
+        grants_.push_back(PendingGrant{ready_.size(), req->session, req->partition});
     ready_.push_back(std::move(reply));
 }
 
@@ -481,6 +495,15 @@ void Worker::queue_requests()
             continue;
         }
         req->parts_pending = (int)targets.size();
+        if (targets.size() == 1 && !t.payload.empty()) {
+            Op op = static_cast<Op>(static_cast<uint8_t>(t.payload[0]));
+            if (grants_to_session(op, 1)) {
+                Command cmd = decode_command(t.payload.data(), t.payload.size());
+                req->op = op;
+                req->session = cmd.session;
+                req->partition = targets[0]->id;
+            }
+        }
         for (Partition *p : targets) {
             QueuedCommand qc;
             qc.request_id = new_request_id();
@@ -648,8 +671,11 @@ void Worker::finish_turn()
         }
         txn_.commit();
     }
+    vet_grants();
     deliver_replies(ready_);
     ready_.clear();
+    grants_.clear();
+    grant_gate_.turn_done();
     publish_status();
 }
 

@@ -25,6 +25,7 @@
 #include "pg_storage.h"
 #include "raft_group.h"
 #include "request_queue.h"
+#include "grant_gate.h"
 #include "session_registry.h"
 #include "state_machine.h"
 
@@ -53,6 +54,17 @@ struct InFlight {
     int code = 0; /* AtomixReplyCode; the first non-OK part wins */
     int64_t sum = 0;
     std::string message;
+    /* a session-bound acquire (grant_gate.h): its session, partition, op */
+    uint64_t session = 0;
+    int32_t partition = -1;
+    Op op = Op::Barrier;
+};
+
+/* An answer that grants something to a session, vetted before delivery. */
+struct PendingGrant {
+    size_t reply = 0; /* index in ready_ */
+    uint64_t session = 0;
+    int32_t partition = 0;
 };
 
 /* A command waiting to be proposed by this node or forwarded to the
@@ -193,6 +205,7 @@ class Worker {
     void on_io_error(Partition &p, int status, const std::string &message);
     /* progress.cpp */
     void watch_progress(int64_t mono_us);
+    void fail_waiting_of_stalled(Partition &p);
     std::string describe_replica(Partition &p);
     void finish_turn();
     void publish_status();
@@ -207,6 +220,8 @@ class Worker {
     void send_keep_alives(const SessionSnapshot &live, int64_t now_us, bool all);
     void track_wait(const TakenRequest &t, uint64_t request_id, int32_t partition);
     void cancel_abandoned_waits();
+    void vet_grants();
+    void close_unvouched(int32_t partition);
     void on_internal_result(uint64_t request_id, int code, int64_t value);
 
     /* watch_notify.cpp */
@@ -225,6 +240,10 @@ class Worker {
     std::vector<std::unique_ptr<Partition>> partitions_;
     std::unordered_map<uint64_t, std::shared_ptr<InFlight>> in_flight_;
     std::vector<SlotReply> ready_;
+    std::vector<PendingGrant> grants_; /* among ready_ */
+    GrantGate grant_gate_;
+    std::vector<uint64_t> closed_sessions_; /* sink of the entry being applied */
+    uint64_t stale_grants_refused_ = 0;
     std::vector<CommandResult> results_;
     ApplyTxn txn_;
     uint64_t incarnation_ = 0;

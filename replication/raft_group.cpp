@@ -179,6 +179,7 @@ int RaftGroup::io_send(struct raft_io *io, struct raft_io_send *req,
 struct PendingAppend {
     RaftGroup *group;
     raft_io_append_cb cb;
+    uint64_t started_ms; /* uv_now */
 };
 static std::unordered_map<struct raft_io_append *, PendingAppend> pending_appends;
 
@@ -186,7 +187,7 @@ int RaftGroup::io_append(struct raft_io *io, struct raft_io_append *req,
                          const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
     RaftGroup *self = of(io);
-    pending_appends[req] = PendingAppend{self, cb};
+    pending_appends[req] = PendingAppend{self, cb, uv_now(self->loop_)};
     int rv = self->uv_append_(io, req, entries, n, io_append_done);
     if (rv != 0) {
         pending_appends.erase(req);
@@ -194,6 +195,15 @@ int RaftGroup::io_append(struct raft_io *io, struct raft_io_append *req,
             self->config_.on_io_error(rv, io->errmsg);
     }
     return rv;
+}
+
+uint64_t RaftGroup::oldest_append_ms() const
+{
+    uint64_t now = uv_now(loop_), oldest = 0;
+    for (const auto &kv : pending_appends)
+        if (kv.second.group == this && now - kv.second.started_ms > oldest)
+            oldest = now - kv.second.started_ms;
+    return oldest;
 }
 
 void RaftGroup::io_append_done(struct raft_io_append *req, int status)

@@ -112,6 +112,8 @@ class RaftGroup {
 
     /* After each loop turn: notices leadership changes. */
     void poll();
+    /* Age of the oldest log write still in progress, in ms (0: none). */
+    uint64_t oldest_append_ms() const;
     /* Times advance_commit() committed what c-raft's own rule starved. */
     uint64_t commits_unstuck() const { return commits_unstuck_; }
 

@@ -174,6 +174,10 @@ CREATE FUNCTION atomix.counter_cas(name text, expected bigint, new bigint)
 -- renewing it for atomix.session_timeout.
 ------------------------------------------------------------------------------
 
+CREATE FUNCTION atomix.session_valid_until()
+    RETURNS timestamptz AS 'MODULE_PATHNAME', 'atomix_session_valid_until' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION atomix.session_valid_until() IS
+    'Until when this node vouches for this backend''s session (NULL: no session): act on a lock, permit or leadership only before then';
 CREATE FUNCTION atomix.session_id()
     RETURNS bigint AS 'MODULE_PATHNAME', 'atomix_session_id' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION atomix.session_id() IS

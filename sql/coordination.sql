@@ -36,7 +36,8 @@ SELECT atomix.value_set('c-first', 'x') IS NOT NULL AS value_written,
        atomix.next_id('c-first') IS NOT NULL AS got_id,
        atomix.lock_holder('c-first') IS NULL AS no_holder,
        (atomix.election_get('c-first')).term AS term;
-SELECT atomix.session_id() IS NULL AS still_no_session;
+SELECT atomix.session_id() IS NULL AS still_no_session,
+       atomix.session_valid_until() IS NULL AS nothing_vouched;
 
 ------------------------------------------------------------------------------
 -- Locks
@@ -46,6 +47,10 @@ SELECT :t1 > 0 AS token_positive,
        atomix.session_id() IS NOT NULL AS has_session,
        atomix.session_id() >> 48 AS session_node,
        atomix.session_id() & x'ffffffffffff'::bigint > 0 AS has_sequence;
+-- the node vouches for the session a while ahead (session_timeout - 1/8 of it)
+SELECT atomix.session_valid_until() > clock_timestamp() AS vouched_ahead,
+       atomix.session_valid_until() <= clock_timestamp()
+         + current_setting('atomix.session_timeout')::interval AS within_timeout;
 SELECT atomix.session_id() AS sid \gset
 SELECT token = :t1 AS token_matches, session = :sid AS my_session, node,
        since BETWEEN clock_timestamp() - interval '1 minute' AND clock_timestamp() AS since_recent

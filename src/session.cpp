@@ -11,9 +11,11 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <algorithm>
 #include <cstring>
 
 #include "clock.h"
+#include "grant_gate.h"
 #include "guc.h"
 #include "pg_bridge.h"
 #include "session.h"
@@ -169,10 +171,49 @@ static bool is_wait(const Command &cmd)
            (cmd.op == Op::SemaphoreAcquire && cmd.arg2 != 0);
 }
 
+/* Until when this node vouches for its sessions in `partition` (wall
+ * clock, µs since the Unix epoch). */
+int64_t session_vouched_until(int32_t partition)
+{
+    if (partition < 0 || partition >= ATOMIX_MAX_PARTITIONS)
+        return 0;
+    LWLockAcquire(atomix_shared->lock, LW_SHARED);
+    int64_t v = atomix_shared->lease_valid_until_us[partition];
+    LWLockRelease(atomix_shared->lock);
+    return v;
+}
+
+int64_t session_valid_until_all()
+{
+    AtomixRequestSlot *slot = own_slot();
+    int64_t until = 0;
+    LWLockAcquire(atomix_shared->lock, LW_SHARED);
+    const AtomixSessionInfo &s = slot->session;
+    bool any = false;
+    for (int w = 0; s.id != 0 && !s.expired && w < ATOMIX_PART_WORDS; w++)
+        for (uint32 bits = s.partitions[w]; bits != 0; bits &= bits - 1) {
+            int64_t v = atomix_shared->lease_valid_until_us[w * 32 + __builtin_ctz(bits)];
+            until = any ? std::min(until, v) : v;
+            any = true;
+        }
+    LWLockRelease(atomix_shared->lock);
+    return until;
+}
+
 Reply submit_in_session(int32_t partition, const Command &cmd)
 {
     try {
-        return submit(partition, cmd);
+        Reply r = submit(partition, cmd);
+        /* The worker vetted the grant before answering (grant_gate.h); the
+         * backend checks once more as it returns: it may have been
+         * descheduled since. */
+        if (!r.is_null && grants_to_session(cmd.op, r.value) &&
+            session_vouched_until(partition) < unix_now_us()) {
+            expire_session();
+            raise_session_expired("The grant arrived after this node stopped vouching for the "
+                                  "session; it was released.");
+        }
+        return r;
     } catch (const AtomixError &e) {
         if (e.sqlstate() == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE &&
             strcmp(e.what(), "atomix session expired") == 0)

@@ -30,6 +30,14 @@ uint64_t current_session_id();
  * may hold is released, then throws. */
 Reply submit_in_session(int32_t partition, const Command &cmd);
 
+/* Until when this node vouches for its sessions in `partition` (Unix µs):
+ * a grant is safe to act on only before then (docs/coordination.md). */
+int64_t session_vouched_until(int32_t partition);
+
+/* The earliest vouching deadline over the partitions this backend's
+ * session touched (Unix µs); 0 without a live session. */
+int64_t session_valid_until_all();
+
 /* Throws the "session expired" error (after dropping the session). */
 [[noreturn]] void raise_session_expired(const char *why);
 

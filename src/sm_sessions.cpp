@@ -135,6 +135,8 @@ void StateMachine::close_session(uint64_t session, int64_t epoch, const Context 
 {
     std::string key = session_key(session);
     std::optional<ObjectRow> row = storage_.object_get(kKindSession, key);
+    if (closed_sink_)
+        closed_sink_->push_back(session);
     if (row) {
         SessionState s = decode_session(row->state);
         storage_.object_remove(kKindSession, key);

@@ -39,6 +39,21 @@ ATOMIX_SQL_FUNCTION(atomix_session_id)
     PG_RETURN_INT64((int64)id);
 }
 
+/* The earliest of the vouching deadlines of the partitions the session
+ * touched: past it the node no longer answers for anything the session
+ * holds (docs/coordination.md, "When a token can be trusted"). */
+ATOMIX_SQL_FUNCTION(atomix_session_valid_until)
+{
+    check_session_usable();
+    uint64_t id = current_session_id();
+    if (id == 0)
+        PG_RETURN_NULL();
+    int64_t until = session_valid_until_all();
+    if (until == 0)
+        PG_RETURN_NULL();
+    PG_RETURN_TIMESTAMPTZ(until - kUnixToPgEpochUs);
+}
+
 /* ---- locks ---- */
 
 static Datum acquire_lock(FunctionCallInfo fcinfo, bool wait)

@@ -218,6 +218,8 @@ class StateMachine {
 
     /* Changes applied from now on are appended here (nullptr: none). */
     void set_event_sink(std::vector<WatchEvent> *events) { events_ = events; }
+    /* Sessions closed by entries applied from now on (nullptr: none). */
+    void set_closed_sink(std::vector<uint64_t> *closed) { closed_sink_ = closed; }
 
     /* The earliest log time at which something expires or times out (an
      * entry's ttl, a waiter's timeout, a node lease): the leader proposes an
@@ -298,6 +300,7 @@ class StateMachine {
     bool request_log_ = true;
     std::optional<int64_t> next_deadline_;
     std::vector<WatchEvent> *events_ = nullptr;
+    std::vector<uint64_t> *closed_sink_ = nullptr;
     std::vector<CommandResult> *settled_ = nullptr; /* during apply */
     /* During apply: the outcomes this entry records, one per request id
      * (a wait settled in the same entry overwrites its Pending outcome). */
