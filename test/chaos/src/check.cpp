@@ -657,6 +657,8 @@ struct Checker {
             for (size_t i : kv.second) {
                 const Op &o = op(i);
                 int64_t term = o.result["term"].as_int();
+                if (o.result["leader"].is_null())
+                    continue; /* no leader (the line emptied): not a second one */
                 auto it = leader_of.find(term);
                 if (it == leader_of.end())
                     leader_of.emplace(term, i);
@@ -694,6 +696,20 @@ struct Checker {
     // -------------------------------------------------------- availability
     size_t n_ok = 0, n_fail = 0, n_info = 0;
     double success = 0;
+
+    void error_stats()
+    {
+        std::map<std::string, size_t> errs;
+        for (const Op &o : h.ops)
+            if (o.outcome != Outcome::Ok && !o.sqlstate.empty())
+                errs[o.sqlstate + " " + o.error.substr(0, 120)]++;
+        std::vector<std::pair<size_t, std::string>> v;
+        for (auto &kv : errs)
+            v.emplace_back(kv.second, kv.first);
+        std::sort(v.rbegin(), v.rend());
+        for (size_t i = 0; i < v.size() && i < 6; i++)
+            infos.push_back("error x" + std::to_string(v[i].first) + ": " + v[i].second);
+    }
 
     void check_availability()
     {
@@ -810,6 +826,7 @@ struct Checker {
                 continue;
             }
             std::map<long, std::string> last_error; // pid -> last ERROR/FATAL text
+            std::map<long, std::pair<long, int>> group_restarts; // partition -> (index, restarts in a row)
             std::string streak_msg;
             int streak = 0;
             bool streak_reported = false;
@@ -833,6 +850,25 @@ struct Checker {
                     sscanf(rest.c_str() + p, "terminated by signal %d", &sig);
                     if (sig == 4 || sig == 6 || sig == 7 || sig == 8 || sig == 11)
                         violation("log", "node " + std::to_string(nl.first) + ": a server process crashed: " + line);
+                }
+                /* a partition that halts and restarts its group on the same
+                 * entry again and again is stuck just like a crash-looping worker */
+                size_t g = rest.find("atomix: partition ");
+                if (g != std::string::npos && rest.find("restarted its Raft group") != std::string::npos) {
+                    long part = -1, index = -1;
+                    sscanf(rest.c_str() + g, "atomix: partition %ld", &part);
+                    size_t ix = rest.find("from index ");
+                    if (ix != std::string::npos)
+                        index = atol(rest.c_str() + ix + 11);
+                    auto &gr = group_restarts[part];
+                    if (gr.first == index)
+                        gr.second++;
+                    else
+                        gr = {index, 1};
+                    if (gr.second == 3 && !in_disk_fault(nl.first, wall))
+                        violation("log", "node " + std::to_string(nl.first) + ": partition " + std::to_string(part) +
+                                             " restarted its Raft group 3 times in a row at index " +
+                                             std::to_string(index) + " (stuck on an entry): " + line);
                 }
                 const char *marker = "background worker \"atomix raft worker\" (PID ";
                 size_t m = rest.find(marker);
@@ -870,6 +906,7 @@ struct Checker {
         check_semaphores();
         check_elections();
         check_availability();
+        error_stats();
         check_logs();
 
         std::map<std::string, int> per_kind;

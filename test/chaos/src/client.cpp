@@ -476,6 +476,10 @@ struct Worker {
     {
         Rec a;
         const char *cols = "SELECT term, leader FROM ";
+        if (!conn.ok()) {
+            reconnect(); /* the candidate id names this connection's session */
+            candidate.clear();
+        }
         if (candidate.empty() && chance(0.6)) {
             std::string cand = "c" + std::to_string(id) + "." + std::to_string(conn.serial);
             a.str("candidate", cand);
