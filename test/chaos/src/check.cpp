@@ -275,7 +275,7 @@ struct Checker {
                 if (!final_read || o.invoke > final_read->invoke)
                     final_read = &o;
         }
-        bool had_final = false;
+        bool had_final = has_final_phase();
         for (size_t i : idx)
             if (op(i).final)
                 had_final = true;
@@ -338,6 +338,14 @@ struct Checker {
                                    describe(*last_ack) + "; final read " + describe(*final_read));
     }
 
+    bool has_final_phase() const
+    {
+        for (auto &ph : h.phases)
+            if (ph.first == "final-crash")
+                return true;
+        return false;
+    }
+
     // ------------------------------------------------------------ counters
     void check_counters()
     {
@@ -391,7 +399,7 @@ struct Checker {
             run_lin("counter " + kv.first, lops, true, no_values);
 
             const Op *final_read = nullptr;
-            bool had_final = false;
+            bool had_final = has_final_phase();
             for (size_t i : kv.second) {
                 const Op &o = op(i);
                 if (o.final)
