@@ -848,6 +848,11 @@ struct Checker {
                 int64_t wall = parse_log_time(line);
                 if (rest.find("atomix internal error") != std::string::npos)
                     internal_errors++;
+                /* the suite only ever stops servers -m immediate or -m fast */
+                if (rest.find("received smart shutdown request") != std::string::npos)
+                    infos.push_back("node " + std::to_string(nl.first) +
+                                    ": a smart shutdown request (SIGTERM to the postmaster) that this suite does not "
+                                    "send: " + line.substr(0, 23));
                 if (rest.rfind("ERROR:", 0) == 0 || rest.rfind("FATAL:", 0) == 0)
                     last_error[pid] = rest.substr(rest.find(':') + 1);
                 if (rest.rfind("PANIC:", 0) == 0 && !in_disk_fault(nl.first, wall))
