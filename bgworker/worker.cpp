@@ -439,7 +439,7 @@ void Worker::start_partitions()
         config.dir = base + "/p" + std::to_string(i);
         config.snapshot_threshold = (unsigned)atomix_snapshot_threshold;
         config.snapshot_trailing = (unsigned)atomix_snapshot_trailing;
-        config.segment_size = kSegmentSize;
+        config.segment_size = atomix_test_segment_size > 0 ? (size_t)atomix_test_segment_size : kSegmentSize;
         Partition *part = p.get();
         config.on_io_error = [this, part](int status, const std::string &message) {
             on_io_error(*part, status, message);

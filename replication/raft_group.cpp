@@ -213,7 +213,9 @@ void RaftGroup::io_append_done(struct raft_io_append *req, int status)
         return; /* cannot happen: every append went through io_append */
     PendingAppend p = it->second;
     pending_appends.erase(it);
-    if (status != 0 && p.group->config_.on_io_error)
+    /* RAFT_CANCELED: the group is closing, nothing failed */
+    if (status != 0 && status != RAFT_CANCELED && !p.group->closing_ && !p.group->closed_ &&
+        p.group->config_.on_io_error)
         p.group->config_.on_io_error(status, p.group->io_.errmsg);
     p.cb(req, status);
 }

@@ -33,6 +33,7 @@ char *atomix_test_hold_inbound = NULL;
 int atomix_test_hold_release = ATOMIX_HOLD_RELEASE_DELIVER;
 int atomix_test_clock_offset_ms = 0;
 char *atomix_test_fail_apply = NULL;
+int atomix_test_segment_size = 0;
 
 static const struct config_enum_entry hold_release_options[] = {
     {"deliver", ATOMIX_HOLD_RELEASE_DELIVER, false},
@@ -155,6 +156,12 @@ void atomix_define_gucs(void)
         "atomix.test_fail_apply", "Test only: partition ids (or *) whose apply fails on this node.",
         "Emulates a storage failure while applying committed entries.", &atomix_test_fail_apply, "",
         PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+    DefineCustomIntVariable(
+        "atomix.test_segment_size", "Test only: size of the Raft log segments raft_uv preallocates.",
+        "0 keeps the default (1MB).  Small segments make a full disk bite at once: raft_uv "
+        "writes into preallocated space and fails only when it prepares the next segment.",
+        &atomix_test_segment_size, 0, 0, 64 * 1024 * 1024, PGC_POSTMASTER,
+        GUC_UNIT_BYTE | GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 
     MarkGUCPrefixReserved("atomix");
 }

@@ -34,6 +34,7 @@ extern char *atomix_test_hold_inbound;
 extern int atomix_test_hold_release;
 extern int atomix_test_clock_offset_ms;
 extern char *atomix_test_fail_apply;
+extern int atomix_test_segment_size;
 
 void atomix_define_gucs(void);
 

@@ -8,7 +8,7 @@ PGXS_TEST=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test
 
 # Debian packages everything (build, servers, tests, benchmarks) needs.
 ATOMIX_PACKAGES="build-essential g++ make postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
-postgresql-client-$PG_MAJOR libraft-dev libuv1-dev libcmocka-dev libipc-run-perl perl"
+postgresql-client-$PG_MAJOR libraft-dev libuv1-dev libcmocka-dev libipc-run-perl perl libpq-dev iproute2 procps"
 
 die() { echo "error: $*" >&2; exit 1; }
 

@@ -4,8 +4,9 @@
 #
 # $PGDATA/atomix of node 2 is a directory on a tmpfs that test/run-tests
 # mounts (as root) and names in ATOMIX_TAP_TMPFS; without it the test is
-# skipped.  Snapshots are taken every 32 entries, so fills also land while a
-# snapshot or a new log segment is being written.  Each round:
+# skipped.  Snapshots are taken every 32 entries and node 2's log segments
+# are 64 kB (atomix.test_segment_size), so fills land while a snapshot or a
+# new log segment is being written.  Each round:
 #  - the partitions node 2 led move to the others and serve within 10 s (a
 #    write through node 1 to each of them succeeds);
 #  - a call on node 2 fails at once with a clear error (SQLSTATE 57P03 and
@@ -33,9 +34,12 @@ plan skip_all => 'needs a small tmpfs for the Raft log (test/run-tests mounts on
 my $ROUNDS = 10;
 
 my $N = 3;
+# raft_uv writes into preallocated segments and fails only when it prepares
+# the next one: small segments on node 2 make the full disk bite at once
 my @n = atomix_cluster($N, name => 'full', start => 0,
 	conf => [ 'log_statement = none', 'atomix.snapshot_threshold = 32',
-		'atomix.snapshot_trailing = 16' ]);
+		'atomix.snapshot_trailing = 16' ],
+	node_conf => { 2 => [ "atomix.test_segment_size = '64kB'" ] });
 my $victim = $n[1];
 my $logdir = "$tmpfs/" . $victim->name;
 mkdir $logdir or die "$logdir: $!";
