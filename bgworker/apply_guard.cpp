@@ -72,9 +72,19 @@ void Worker::on_io_error(Partition &p, int status, const std::string &message)
 
 /* Calls routed to a halted partition on this node cannot be answered here
  * (a node answers from its own replica): fail them now, saying why, rather
- * than letting them wait out atomix.unavailable_timeout. */
+ * than letting them wait out atomix.unavailable_timeout.  Those forwarded to
+ * another leader may be applied there: 40003. */
 void Worker::answer_queued_of_halted(Partition &p)
 {
+    std::vector<uint64_t> sent;
+    for (auto &kv : forwarded_)
+        if (kv.second.partition == p.id)
+            sent.push_back(kv.first);
+    for (uint64_t id : sent)
+        resolve(id, REPLY_IN_DOUBT, 0,
+                "atomix: partition " + std::to_string(p.id) +
+                    " is halted on this node after a failure (" + p.last_error +
+                    "); the request may have been applied by its leader");
     for (const QueuedCommand &c : p.queued) {
         if (c.origin != cluster_->self().id) {
             reply_to_origin(c, p.id, kForwardNotLeader);

@@ -93,6 +93,14 @@ std::string Worker::describe_replica(Partition &p)
 
 void Worker::watch_progress(int64_t mono_us)
 {
+    /* This worker itself did not run for a while (it was paused, or one
+     * turn took long): the partitions had no chance to progress.  Measure
+     * again from now. */
+    bool we_stalled = last_watch_us_ != 0 && mono_us - last_watch_us_ > kStallAfterUs / 3;
+    last_watch_us_ = mono_us;
+    if (we_stalled)
+        for (auto &p : partitions_)
+            p->progress_at_us = mono_us;
     std::vector<size_t> forwarded(partitions_.size(), 0);
     for (auto &kv : forwarded_)
         forwarded[(size_t)kv.second.partition]++;

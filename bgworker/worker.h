@@ -259,6 +259,7 @@ class Worker {
     uint64_t request_counter_ = 0;
     std::string fatal_;
     /* atomix.test_fail_apply, parsed at each reload */
+    int64_t last_watch_us_ = 0; /* monotonic, the last watch_progress */
     std::vector<int32_t> test_fail_apply_;
     bool test_fail_apply_all_ = false;
     std::string test_settings_seen_;

@@ -33,13 +33,16 @@ my $FREEZE = 2.8;    # past atomix.session_timeout
 # a name of KIND whose partition node 1 leads (no election is involved)
 sub name_led_by_node1
 {
-	my ($kind, $create) = @_;
+	my ($kind, $create, $cleanup) = @_;
 	my $leaders = partition_leaders($n[0]);
 	for my $k (1 .. 200)
 	{
 		my $name = "stale-$kind-$k";
-		$n[0]->safe_psql('postgres', $create->($name));
-		my $p = object_partition($n[0], $kind, $name);
+		# one session: a lock's row exists only while it is held
+		my $out = $n[0]->safe_psql('postgres', $create->($name) . ";\n"
+			  . "SELECT partition_id FROM atomix.object_data WHERE kind = '$kind' AND name = '$name';\n"
+			  . ($cleanup ? $cleanup->($name) . ";\n" : ''));
+		my $p = (split /\n/, $out)[1];    # what the create printed, then the partition
 		return $name if defined $p && ($leaders->{$p} // 0) == 1;
 	}
 	die "no $kind name in a partition node 1 leads";
@@ -74,7 +77,8 @@ sub ask
 my $pos2 = log_position($n[1]);
 
 # ---- locks ----
-my $L = name_led_by_node1('l', sub { "SELECT atomix.lock_acquire('$_[0]'), atomix.lock_release('$_[0]')" });
+my $L = name_led_by_node1('l', sub { "SELECT atomix.lock_acquire('$_[0]')" },
+	sub { "SELECT atomix.lock_release('$_[0]')" });
 my $A = AtomixTest::Session->new($n[0]);
 my $W = AtomixTest::Session->new($n[1]);
 my $B = AtomixTest::Session->new($n[2]);
