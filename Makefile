@@ -9,7 +9,7 @@ SRCS = $(wildcard src/*.cpp) $(wildcard bgworker/*.cpp) $(wildcard replication/*
 OBJS = $(SRCS:.cpp=.o)
 
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/bgworker -I$(srcdir)/replication
-# `make PLANT=poisoned_entry` (or no_request_log, unconfirmed_read) builds
+# `make PLANT=poisoned_entry` (or no_request_log, unconfirmed_read, stale_grant) builds
 # with a deliberately reintroduced bug, for proving the fault suites catch it
 # (src/planted_bugs.h).  Never for production.
 ifneq ($(PLANT),)

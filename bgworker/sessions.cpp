@@ -11,6 +11,7 @@ extern "C" {
 #include "clock.h"
 #include "guc.h"
 #include "le_bytes.h"
+#include "planted_bugs.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -121,7 +122,7 @@ void Worker::close_unvouched(int32_t partition)
  * answered "session expired" instead, and the session closed everywhere. */
 void Worker::vet_grants()
 {
-    if (grants_.empty())
+    if (grants_.empty() || kPlantStaleGrant)
         return;
     int64_t now = unix_now_us();
     for (const PendingGrant &g : grants_) {

@@ -12,6 +12,8 @@
  *   no_request_log   the request log is never consulted: retries re-apply
  *   unconfirmed_read a linearizable read skips its Raft round (reads the
  *                    local replica, which may be stale)
+ *   stale_grant      grants are answered even when the node no longer
+ *                    vouches for the session (no grant gate, no backend check)
  */
 #ifndef ATOMIX_PLANTED_BUGS_H
 #define ATOMIX_PLANTED_BUGS_H
@@ -34,6 +36,12 @@ constexpr bool kPlantNoRequestLog = false;
 constexpr bool kPlantUnconfirmedRead = true;
 #else
 constexpr bool kPlantUnconfirmedRead = false;
+#endif
+
+#ifdef ATOMIX_PLANT_STALE_GRANT
+constexpr bool kPlantStaleGrant = true;
+#else
+constexpr bool kPlantStaleGrant = false;
 #endif
 
 } // namespace atomix
