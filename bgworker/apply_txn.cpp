@@ -46,7 +46,8 @@ void ApplyTxn::begin_entry()
     in_entry_ = true;
 }
 
-void ApplyTxn::commit_entry()
+/* Ends the entry's subtransaction, keeping or discarding what it wrote. */
+void ApplyTxn::end_entry(bool keep)
 {
     if (!in_entry_)
         return;
@@ -54,25 +55,15 @@ void ApplyTxn::commit_entry()
     MemoryContext cxt = entry_context_;
     ResourceOwner owner = entry_owner_;
     pg_guard([&] {
-        ReleaseCurrentSubTransaction();
+        if (keep)
+            ReleaseCurrentSubTransaction();
+        else
+            RollbackAndReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(cxt);
         CurrentResourceOwner = owner;
     });
-    committed_entries_++;
-}
-
-void ApplyTxn::rollback_entry()
-{
-    if (!in_entry_)
-        return;
-    in_entry_ = false;
-    MemoryContext cxt = entry_context_;
-    ResourceOwner owner = entry_owner_;
-    pg_guard([&] {
-        RollbackAndReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(cxt);
-        CurrentResourceOwner = owner;
-    });
+    if (keep)
+        committed_entries_++;
 }
 
 void ApplyTxn::commit()

@@ -25,14 +25,15 @@ class ApplyTxn {
      * halts, every other partition's work in this turn stays.  (plpgsql's
      * EXCEPTION blocks use the same internal subtransactions.) */
     void begin_entry();
-    void commit_entry();
-    void rollback_entry();
+    void commit_entry() { end_entry(true); }
+    void rollback_entry() { end_entry(false); }
     /* Subtransactions committed in the open transaction.  Past 64 every
      * other backend's snapshot overflows its subxid cache and reads slow
      * down, so the worker commits the turn early well before that. */
     int committed_entries() const { return committed_entries_; }
 
   private:
+    void end_entry(bool keep);
     bool active_ = false;
     bool in_entry_ = false;
     int committed_entries_ = 0;
