@@ -162,12 +162,13 @@ void StateMachine::expire_node(uint32_t node, const Context &ctx)
     NodeLease lease = load_node(node, &found, &deadline);
     if (!found)
         return;
-    std::vector<uint64_t> sessions = lease.sessions;
-    lease.sessions.clear();
+    /* all of them are going: none may be granted what another releases
+     * (moved, not copied: copying an empty vector into an empty one is a
+     * memmove of null pointers, which UBSan reports) */
+    closing_.swap(lease.sessions);
     lease.unlisted.clear();
     store_node(node, lease, std::nullopt);
-    /* all of them are going: none may be granted what another releases */
-    closing_ = sessions;
+    std::vector<uint64_t> sessions = closing_;
     for (uint64_t session : sessions)
         close_session(session, lease.epoch, ctx, ResultCode::SessionExpired);
     closing_.clear();
