@@ -29,6 +29,7 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <cstdint>
 
 #include "clock.h"
 #include "shmem.h"
@@ -98,15 +99,20 @@ void Worker::watch_progress(int64_t mono_us)
      * again from now. */
     bool we_stalled = last_watch_us_ != 0 && mono_us - last_watch_us_ > kStallAfterUs / 3;
     last_watch_us_ = mono_us;
-    if (we_stalled)
+    if (we_stalled) {
+        resumed_at_us_ = mono_us;
         for (auto &p : partitions_)
             p->progress_at_us = mono_us;
+    }
+    /* a log write is timed from when this process last ran on, too: its
+     * thread pool was stopped with it */
+    uint64_t running_ms = resumed_at_us_ ? (uint64_t)((mono_us - resumed_at_us_) / 1000) : UINT64_MAX;
     std::vector<size_t> forwarded(partitions_.size(), 0);
     for (auto &kv : forwarded_)
         forwarded[(size_t)kv.second.partition]++;
     for (auto &ptr : partitions_) {
         Partition &p = *ptr;
-        uint64_t hung_ms = p.halted ? 0 : p.group->oldest_append_ms();
+        uint64_t hung_ms = p.halted ? 0 : std::min(p.group->oldest_append_ms(), running_ms);
         if (hung_ms * 1000 > (uint64_t)kStallAfterUs) {
             p.io_failure = true;
             halt_partition(p, p.group->last_index(), "a Raft log write",

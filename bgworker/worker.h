@@ -260,6 +260,7 @@ class Worker {
     std::string fatal_;
     /* atomix.test_fail_apply, parsed at each reload */
     int64_t last_watch_us_ = 0; /* monotonic, the last watch_progress */
+    int64_t resumed_at_us_ = 0; /* monotonic, when this worker last ran on after a pause */
     std::vector<int32_t> test_fail_apply_;
     bool test_fail_apply_all_ = false;
     std::string test_settings_seen_;
