@@ -55,6 +55,7 @@ void RaftGroup::start()
     raft_set_snapshot_trailing(&raft_, config_.snapshot_trailing);
     raft_set_election_timeout(&raft_, config_.election_timeout_ms);
     raft_set_heartbeat_timeout(&raft_, config_.heartbeat_timeout_ms);
+    raft_set_install_snapshot_timeout(&raft_, config_.install_snapshot_timeout_ms);
     /* a node cut off and back must not depose a healthy leader */
     raft_set_pre_vote(&raft_, true);
 

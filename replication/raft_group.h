@@ -45,6 +45,11 @@ struct RaftGroupConfig {
     std::function<void(int status, const std::string &message)> on_io_error;
     unsigned election_timeout_ms = 1000;
     unsigned heartbeat_timeout_ms = 100;
+    /* c-raft 0.15 sends a lagging follower one InstallSnapshot and waits
+     * this long for its answer before sending it again (default 30 s): a
+     * snapshot lost with a connection that broke (the follower restarting)
+     * kept that follower from applying anything for 30 s. */
+    unsigned install_snapshot_timeout_ms = 5000;
     std::string dir; /* must exist */
     unsigned snapshot_threshold = 4096;
     unsigned snapshot_trailing = 1024;
