@@ -104,8 +104,14 @@ void Worker::answer_queued_of_halted(Partition &p)
  * logged and the back-off grown) when it cannot start yet. */
 bool Worker::start_group(Partition &p)
 {
-    /* the old group was released a loop turn ago at least: free it now */
-    p.retired_group = std::move(p.group);
+    /* The old group is closed but never released nor freed: raft_uv 0.15
+     * may still have thread-pool work in flight after its close callback
+     * (it already fires that callback more than once), and a failed
+     * raft_init leaves libuv requests pointing into the group.  Freeing it
+     * crashed the worker under full disks (test/chaos).  A retired group
+     * costs some kB; halts are rare and backed off. */
+    if (p.group)
+        retired_groups_.push_back(std::move(p.group));
     p.group = std::make_unique<RaftGroup>(&loop_, p.raft_config, &p.fsm);
     try {
         p.group->start();
@@ -134,10 +140,8 @@ void Worker::maintain_halted(int64_t mono_us)
             p.phase = GroupPhase::Closing;
             break;
         case GroupPhase::Closing:
-            if (p.group->closed()) {
-                p.group->release();
-                p.phase = GroupPhase::Stopped;
-            }
+            if (p.group->closed())
+                p.phase = GroupPhase::Stopped; /* not released: see start_group */
             break;
         case GroupPhase::Stopped:
             if (mono_us < p.restart_at_us)

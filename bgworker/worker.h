@@ -122,7 +122,6 @@ struct Partition {
     int64_t backoff_us = 0;
     uint64_t failed_index = 0; /* 0 once applied past it */
     std::string last_error;
-    std::unique_ptr<RaftGroup> retired_group; /* released, freed at the next restart */
     bool io_failure = false; /* the halt came from a log write: shorter back-off */
 
     /* progress watchdog (progress.cpp) */
@@ -259,6 +258,7 @@ class Worker {
     uint64_t request_counter_ = 0;
     std::string fatal_;
     /* atomix.test_fail_apply, parsed at each reload */
+    std::vector<std::unique_ptr<RaftGroup>> retired_groups_; /* halted groups: never freed */
     int64_t last_watch_us_ = 0; /* monotonic, the last watch_progress */
     int64_t resumed_at_us_ = 0; /* monotonic, when this worker last ran on after a pause */
     std::vector<int32_t> test_fail_apply_;

@@ -126,6 +126,7 @@ class RaftGroup {
      * after running the loop until it is idle, release() frees the I/O. */
     void close();
     bool closed() const { return closed_; }
+    bool started() const { return started_; }
     void release();
 
     const char *errmsg() { return raft_errmsg(&raft_); }

@@ -63,6 +63,28 @@ struct Checker {
 
     void violation(const std::string &kind, const std::string &text) { violations.push_back({kind, text}); }
 
+    /* Session leases rest on the drift bound (docs/coordination.md): a
+     * clock stepped beyond it may expire a session the node still vouches
+     * for, so a holder can lose a lock without being told.  A lease rule
+     * broken while such a step was in effect (from 2 s before its recorded
+     * start — it is recorded once verified — to one session timeout after
+     * its end) is reported as expected, not as a violation. */
+    std::vector<std::string> expected_beyond_bound;
+    bool beyond_bound_clock_near(int64_t from, int64_t to) const
+    {
+        for (const Fault &f : h.faults)
+            if (f.kind == "clock-beyond-bound" && f.start - 2000000 <= to && f.end + 6000000 >= from)
+                return true;
+        return false;
+    }
+    void lease_violation(const std::string &kind, const std::string &text, int64_t from, int64_t to)
+    {
+        if (beyond_bound_clock_near(from, to))
+            expected_beyond_bound.push_back(kind + ": " + text);
+        else
+            violation(kind, text);
+    }
+
     const Op &op(size_t i) const { return h.ops[i]; }
 
     // the op the same client invoked next after ops[i], or nullptr
@@ -455,9 +477,11 @@ struct Checker {
                 hd.ending = "released";
             } else {
                 hd.ending = "release said not held";
-                violation(std::string(release_f) == "lock_release" ? "lock" : "semaphore",
-                          std::string(a.f) + " granted, but the holder's next call found nothing held without "
-                                             "being told its session expired: " + describe(a) + " then " + describe(*nx));
+                lease_violation(std::string(release_f) == "lock_release" ? "lock" : "semaphore",
+                                std::string(a.f) + " granted, but the holder's next call found nothing held "
+                                                   "without being told its session expired: " +
+                                    describe(a) + " then " + describe(*nx),
+                                a.invoke, nx->complete);
             }
             return hd;
         }
@@ -530,9 +554,11 @@ struct Checker {
                 if (a.clean && min_later >= 0 && hs[(size_t)min_later].granted < a.end &&
                     hs[(size_t)min_later].token != a.token && reported++ < opt.max_report) {
                     Hold &b = hs[(size_t)min_later];
-                    violation("lock", "lock " + name + ": granted while held (double grant): " + describe(op(a.acq)) +
-                                          " held it until its release at " + std::to_string(a.end) + ", but " +
-                                          describe(op(b.acq)) + " was granted it before that");
+                    lease_violation("lock", "lock " + name + ": granted while held (double grant): " +
+                                                describe(op(a.acq)) + " held it until its release at " +
+                                                std::to_string(a.end) + ", but " + describe(op(b.acq)) +
+                                                " was granted it before that",
+                                    op(a.acq).invoke, a.end);
                 }
                 if (min_later < 0 || a.granted < hs[(size_t)min_later].granted)
                     min_later = (long)by_tok[r];
@@ -818,7 +844,10 @@ struct Checker {
     bool in_disk_fault(int node, int64_t wall) const
     {
         for (const Fault &f : h.faults)
-            if (f.family == "disk" && f.node == node && wall >= f.wall_start - 1000000 && wall <= f.wall_end + 5000000)
+            /* a halted partition retries with a back-off of up to 8 s for
+             * I/O errors (docs/architecture.md): its restarts go on that
+             * long after the disk has room again */
+            if (f.family == "disk" && f.node == node && wall >= f.wall_start - 1000000 && wall <= f.wall_end + 10000000)
                 return true;
         return false;
     }
@@ -952,10 +981,13 @@ struct Checker {
         std::string kinds;
         for (auto &kv : per_kind)
             kinds += (kinds.empty() ? "" : ",") + kv.first + ":" + std::to_string(kv.second);
-        printf("chaos summary: ops=%zu ok=%zu fail=%zu info=%zu success=%.1f%% faults:%s violations=%zu%s%s -> %s\n",
+        for (const std::string &e : expected_beyond_bound)
+            printf("EXPECTED beyond the drift bound: %s\n", e.c_str());
+        printf("chaos summary: ops=%zu ok=%zu fail=%zu info=%zu success=%.1f%% faults:%s violations=%zu%s%s "
+               "beyond-bound=%zu -> %s\n",
                n_ok + n_fail + n_info, n_ok, n_fail, n_info, success, fs.empty() ? " none" : fs.c_str(),
                violations.size(), kinds.empty() ? "" : " ", kinds.empty() ? "" : ("(" + kinds + ")").c_str(),
-               violations.empty() ? "PASS" : "FAIL");
+               expected_beyond_bound.size(), violations.empty() ? "PASS" : "FAIL");
         return violations.empty() ? 0 : 1;
     }
 };
