@@ -155,7 +155,8 @@ void Worker::handle_forward(uint32_t peer, const char *data, size_t len)
     c.encoded.assign(data + 4, len - 4);
     c.request_id = get_le64(c.encoded.data() + kCommandRequestIdOffset);
     c.origin = peer;
-    c.deadline_us = mono_now_us() + (int64_t)atomix_unavailable_timeout_ms * 1000;
+    c.queued_us = mono_now_us();
+    c.deadline_us = c.queued_us + (int64_t)atomix_unavailable_timeout_ms * 1000;
     Partition &p = *partitions_[partition];
     if (p.halted || !p.group->is_leader()) {
         reply_to_origin(c, p.id, kForwardNotLeader);

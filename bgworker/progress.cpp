@@ -12,9 +12,9 @@
  *   - a WARNING gives its state: role, term, leader, commit / applied / last
  *     index, each peer's link and last contact, what is waiting, the last
  *     failure; atomix.partitions shows status 'stalled';
- *   - this node's callers waiting on it get a clear error now instead of a
- *     silent statement timeout: 57P03 for requests never proposed, 40003
- *     (may or may not be applied) for those already sent or proposed;
+ *   - this node's callers that have waited a whole period get a clear error
+ *     then instead of a silent statement timeout: 57P03 for requests never
+ *     proposed, 40003 (may or may not be applied) for those already sent;
  *   - if this node leads it, it steps down: leadership goes to the connected
  *     voter that has the most of the log, or, with none, the group restarts
  *     (apply_guard.cpp), so a leader that cannot make progress gets out of
@@ -37,15 +37,19 @@ extern "C" {
 
 namespace atomix {
 
-/* This node's callers waiting on a stalled partition get a clear answer. */
+/* This node's callers that have waited a whole stall period on a stalled
+ * partition get a clear answer (later arrivals get theirs at the next check,
+ * or from atomix.unavailable_timeout, whichever comes first). */
 void Worker::fail_waiting_of_stalled(Partition &p)
 {
+    int64_t waited_since = mono_now_us() - kStallAfterUs;
     std::string why = "atomix: partition " + std::to_string(p.id) +
                       " makes no progress (nothing applied for " +
                       std::to_string(kStallAfterUs / 1000000) + " s); see atomix.partitions";
     std::vector<QueuedCommand> keep;
     for (QueuedCommand &c : p.queued) {
-        if (c.origin != cluster_->self().id || in_flight_.count(c.request_id) == 0) {
+        if (c.origin != cluster_->self().id || in_flight_.count(c.request_id) == 0 ||
+            c.queued_us > waited_since) {
             keep.push_back(std::move(c));
             continue;
         }
@@ -55,11 +59,10 @@ void Worker::fail_waiting_of_stalled(Partition &p)
     p.queued.swap(keep);
     std::vector<uint64_t> sent;
     for (auto &kv : forwarded_)
-        if (kv.second.partition == p.id)
+        if (kv.second.partition == p.id && kv.second.command.queued_us <= waited_since)
             sent.push_back(kv.first);
-    for (uint64_t id : p.proposing)
-        if (in_flight_.count(id))
-            sent.push_back(id);
+    /* proposals in flight here are answered by the leader stepping down
+     * (their callbacks retry or fail them) */
     for (uint64_t id : sent)
         resolve(id, REPLY_IN_DOUBT, 0, why);
 }

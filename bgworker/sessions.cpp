@@ -32,7 +32,8 @@ uint64_t Worker::propose_internal(int32_t partition, Command cmd)
     qc.request_id = cmd.request_id;
     encode_command(cmd, qc.encoded);
     qc.origin = cluster_->self().id;
-    qc.deadline_us = mono_now_us() + (int64_t)atomix_unavailable_timeout_ms * 1000;
+    qc.queued_us = mono_now_us();
+    qc.deadline_us = qc.queued_us + (int64_t)atomix_unavailable_timeout_ms * 1000;
     enqueue(*partitions_[(size_t)partition], std::move(qc));
     return cmd.request_id;
 }

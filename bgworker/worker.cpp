@@ -509,6 +509,7 @@ void Worker::queue_requests()
             qc.request_id = new_request_id();
             qc.encoded = t.payload;
             qc.origin = cluster_->self().id;
+            qc.queued_us = now;
             qc.deadline_us = now + (int64_t)atomix_unavailable_timeout_ms * 1000;
             patch_request_id(qc.encoded, qc.request_id);
             in_flight_[qc.request_id] = req;

@@ -74,6 +74,7 @@ struct QueuedCommand {
     uint64_t request_id = 0;
     std::string encoded;
     uint32_t origin = 0;
+    int64_t queued_us = 0;   /* monotonic: when this node took it */
     int64_t deadline_us = 0; /* monotonic: fail with "unavailable" after this */
 };
 
