@@ -42,6 +42,7 @@ void Worker::halt_partition(Partition &p, uint64_t index, const std::string &wha
     if (p.halted)
         return;
     p.halted = true;
+    p.halted_at_us = mono_now_us();
     p.apply_failures++;
     if (p.failed_index == 0 || index < p.failed_index)
         p.failed_index = index;
@@ -136,6 +137,10 @@ void Worker::maintain_halted(int64_t mono_us)
         answer_queued_of_halted(p);
         switch (p.phase) {
         case GroupPhase::Running:
+            /* let raft_uv finish (or fail) what it has in flight first, for
+             * at most 10 s (a disk that hangs for good) */
+            if (p.group->io_busy() && mono_us - p.halted_at_us < 10 * 1000000LL)
+                break;
             p.group->close();
             p.phase = GroupPhase::Closing;
             break;

@@ -120,6 +120,7 @@ struct Partition {
     bool halted = false;
     GroupPhase phase = GroupPhase::Running;
     int64_t restart_at_us = 0; /* monotonic */
+    int64_t halted_at_us = 0;  /* monotonic */
     int64_t backoff_us = 0;
     uint64_t failed_index = 0; /* 0 once applied past it */
     std::string last_error;

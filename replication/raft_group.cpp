@@ -188,14 +188,36 @@ int RaftGroup::io_append(struct raft_io *io, struct raft_io_append *req,
                          const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
     RaftGroup *self = of(io);
+    /* Once raft_uv failed a write, every later one fails too: refuse here,
+     * before raft_uv sees the request (the group is about to be closed). */
+    if (self->io_failed_)
+        return RAFT_IOERR;
     pending_appends[req] = PendingAppend{self, cb, uv_now(self->loop_)};
     int rv = self->uv_append_(io, req, entries, n, io_append_done);
     if (rv != 0) {
-        pending_appends.erase(req);
+        /* raft_uv 0.15 (UvAppend) can return an error *after* queueing the
+         * request, and call it back later; c-raft frees a request whose
+         * append returned an error, so that callback ran on freed memory —
+         * the worker crashed under full disks (test/chaos).  Tell c-raft the
+         * append was accepted: its request stays alive until raft_uv calls
+         * back, at the latest when the halted group is closed (a request
+         * raft_uv never queued is leaked with the group). */
+        self->io_failed_ = true;
         if (self->config_.on_io_error)
             self->config_.on_io_error(rv, io->errmsg);
+        return 0;
     }
-    return rv;
+    return 0;
+}
+
+bool RaftGroup::io_busy() const
+{
+    if (started_ && raft_.snapshot.put.data != nullptr)
+        return true;
+    for (const auto &kv : pending_appends)
+        if (kv.second.group == this)
+            return true;
+    return false;
 }
 
 uint64_t RaftGroup::oldest_append_ms() const
@@ -214,6 +236,8 @@ void RaftGroup::io_append_done(struct raft_io_append *req, int status)
         return; /* cannot happen: every append went through io_append */
     PendingAppend p = it->second;
     pending_appends.erase(it);
+    if (status != 0 && status != RAFT_CANCELED)
+        p.group->io_failed_ = true;
     /* RAFT_CANCELED: the group is closing, nothing failed */
     if (status != 0 && status != RAFT_CANCELED && !p.group->closing_ && !p.group->closed_ &&
         p.group->config_.on_io_error)

@@ -117,6 +117,11 @@ class RaftGroup {
 
     /* After each loop turn: notices leadership changes. */
     void poll();
+    /* raft_uv still has work of this group in flight (a log write or a
+     * snapshot being stored).  raft_uv 0.15 may report itself closed before
+     * such work finishes, and its callback then runs on a closed c-raft
+     * (double frees): close a group only when this is false. */
+    bool io_busy() const;
     /* Age of the oldest log write still in progress, in ms (0: none). */
     uint64_t oldest_append_ms() const;
     /* Times advance_commit() committed what c-raft's own rule starved. */
@@ -169,6 +174,7 @@ class RaftGroup {
     raft_io_recv_cb recv_cb_ = nullptr;
     int (*uv_append_)(struct raft_io *, struct raft_io_append *, const struct raft_entry[], unsigned,
                       raft_io_append_cb) = nullptr;
+    bool io_failed_ = false;        /* raft_uv failed a log write: refuse more */
     uint64_t term_start_index_ = 0; /* first entry of our term while leading */
     uint64_t leader_term_ = 0;
     uint64_t commits_unstuck_ = 0;
