@@ -43,6 +43,8 @@ void Worker::halt_partition(Partition &p, uint64_t index, const std::string &wha
         return;
     p.halted = true;
     p.halted_at_us = mono_now_us();
+    if (p.group)
+        p.group->quiesce();
     p.apply_failures++;
     if (p.failed_index == 0 || index < p.failed_index)
         p.failed_index = index;

@@ -257,7 +257,7 @@ void RaftGroup::flush_send_completions()
 void RaftGroup::deliver(uint32_t from, const std::string &from_address, const char *data,
                         size_t len)
 {
-    if (!started_ || closing_ || closed_ || !recv_cb_)
+    if (!started_ || closing_ || closed_ || quiet_ || !recv_cb_)
         return;
     struct raft_message msg;
     memset(&msg, 0, sizeof(msg));

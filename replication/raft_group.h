@@ -122,6 +122,9 @@ class RaftGroup {
      * such work finishes, and its callback then runs on a closed c-raft
      * (double frees): close a group only when this is false. */
     bool io_busy() const;
+    /* A halted group hears no more peers (no more appends to fail) while
+     * it waits to be closed. */
+    void quiesce() { quiet_ = true; }
     /* Age of the oldest log write still in progress, in ms (0: none). */
     uint64_t oldest_append_ms() const;
     /* Times advance_commit() committed what c-raft's own rule starved. */
@@ -175,6 +178,7 @@ class RaftGroup {
     int (*uv_append_)(struct raft_io *, struct raft_io_append *, const struct raft_entry[], unsigned,
                       raft_io_append_cb) = nullptr;
     bool io_failed_ = false;        /* raft_uv failed a log write: refuse more */
+    bool quiet_ = false;            /* see quiesce() */
     uint64_t term_start_index_ = 0; /* first entry of our term while leading */
     uint64_t leader_term_ = 0;
     uint64_t commits_unstuck_ = 0;
