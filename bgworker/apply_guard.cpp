@@ -93,12 +93,10 @@ void Worker::answer_queued_of_halted(Partition &p)
             reply_to_origin(c, p.id, kForwardNotLeader);
             continue;
         }
-        bool maybe_applied = !c.encoded.empty() &&
-                             (static_cast<uint8_t>(c.encoded[kCommandFlagsOffset]) & kFlagRetry);
         std::string why = "atomix: partition " + std::to_string(p.id) +
                           " is halted on this node after a failure (" + p.last_error +
                           "); it restarts by itself";
-        resolve(c.request_id, maybe_applied ? REPLY_IN_DOUBT : REPLY_UNAVAILABLE, 0, why);
+        resolve(c.request_id, c.maybe_applied() ? REPLY_IN_DOUBT : REPLY_UNAVAILABLE, 0, why);
     }
     p.queued.clear();
 }

@@ -53,8 +53,7 @@ void Worker::fail_waiting_of_stalled(Partition &p)
             keep.push_back(std::move(c));
             continue;
         }
-        bool maybe_applied = static_cast<uint8_t>(c.encoded[kCommandFlagsOffset]) & kFlagRetry;
-        resolve(c.request_id, maybe_applied ? REPLY_IN_DOUBT : REPLY_UNAVAILABLE, 0, why);
+        resolve(c.request_id, c.maybe_applied() ? REPLY_IN_DOUBT : REPLY_UNAVAILABLE, 0, why);
     }
     p.queued.swap(keep);
     std::vector<uint64_t> sent;

@@ -167,6 +167,8 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
     results_.clear();
     bool malformed = false;
     PartitionMeta before = p.storage.load_meta();
+    if (index <= before.applied_index)
+        return; /* a replay after a restart: the tables already hold it */
     size_t events_before = events_.size();
     txn_.begin_entry();
     try {

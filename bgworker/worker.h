@@ -76,6 +76,14 @@ struct QueuedCommand {
     uint32_t origin = 0;
     int64_t queued_us = 0;   /* monotonic: when this node took it */
     int64_t deadline_us = 0; /* monotonic: fail with "unavailable" after this */
+
+    /* Resent with the retry flag: an earlier copy may be in the log, so a
+     * failure now is "in doubt" (40003), not "not applied" (57P03). */
+    bool maybe_applied() const
+    {
+        return encoded.size() > kCommandFlagsOffset &&
+               (static_cast<uint8_t>(encoded[kCommandFlagsOffset]) & kFlagRetry);
+    }
 };
 
 /* A command this node forwarded to another node's leader and still waits
