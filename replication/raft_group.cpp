@@ -46,6 +46,9 @@ void RaftGroup::start()
     /* to hear about failed log writes (a full disk, EIO) */
     uv_append_ = io_.append;
     io_.append = io_append;
+    /* to never load a snapshot that does not exist (see io_snapshot_get) */
+    uv_snapshot_get_ = io_.snapshot_get;
+    io_.snapshot_get = io_snapshot_get;
 
     rv = raft_init(&raft_, &io_, fsm_, config_.node_id, config_.address.c_str());
     if (rv != 0)
@@ -160,6 +163,13 @@ int RaftGroup::io_send(struct raft_io *io, struct raft_io_send *req,
             msg.append_entries_result.last_log_index = vouched;
     }
     int status = 0;
+    /* A group whose log write failed is halted and waits to be closed: it
+     * must not keep its followers from electing a leader that can write
+     * (its heartbeats would), nor send entries it no longer has. */
+    if (self->io_failed_) {
+        self->send_completions_.push_back(SendCompletion{req, cb, RAFT_NOCONNECTION});
+        return 0;
+    }
     try {
         std::string encoded;
         encode_raft_message(msg, encoded);
@@ -193,6 +203,11 @@ int RaftGroup::io_append(struct raft_io *io, struct raft_io_append *req,
     if (self->io_failed_)
         return RAFT_IOERR;
     pending_appends[req] = PendingAppend{self, cb, uv_now(self->loop_)};
+    int fault = self->config_.log_write_fault ? self->config_.log_write_fault() : 0;
+    if (fault != 0) {
+        self->injected_write_faults_.push_back(InjectedWriteFault{req, fault});
+        return 0;
+    }
     int rv = self->uv_append_(io, req, entries, n, io_append_done);
     if (rv != 0) {
         /* raft_uv 0.15 (UvAppend) can return an error *after* queueing the
@@ -229,6 +244,18 @@ uint64_t RaftGroup::oldest_append_ms() const
     return oldest;
 }
 
+/* A failed write is never handed to c-raft.  0.15 handles one badly in
+ * three ways: a leader's callback fails only the first request of the batch
+ * (the rest wait forever), and truncates its in-memory log at the batch's
+ * first index — once per failed batch, so the second failed batch truncates
+ * past the end of a log the first one already cut (removeSuffix underflows:
+ * the worker's SIGSEGV under full disks) — and a leader whose log was cut
+ * behind its followers' next index asks raft_uv for a snapshot that does
+ * not exist (see io_snapshot_get).  The group is halted on the first
+ * failure and closed (never freed) once nothing is in flight: c-raft
+ * believes the write is still under way until then, and raft_close fails
+ * the proposals waiting on it.  The request and its entries are leaked with
+ * the group. */
 void RaftGroup::io_append_done(struct raft_io_append *req, int status)
 {
     auto it = pending_appends.find(req);
@@ -236,13 +263,45 @@ void RaftGroup::io_append_done(struct raft_io_append *req, int status)
         return; /* cannot happen: every append went through io_append */
     PendingAppend p = it->second;
     pending_appends.erase(it);
-    if (status != 0 && status != RAFT_CANCELED)
-        p.group->io_failed_ = true;
+    RaftGroup *group = p.group;
     /* RAFT_CANCELED: the group is closing, nothing failed */
-    if (status != 0 && status != RAFT_CANCELED && !p.group->closing_ && !p.group->closed_ &&
-        p.group->config_.on_io_error)
-        p.group->config_.on_io_error(status, p.group->io_.errmsg);
+    if (status != 0 && status != RAFT_CANCELED) {
+        bool first = !group->io_failed_;
+        group->io_failed_ = true;
+        group->appends_withheld_++;
+        if (first && !group->closing_ && !group->closed_ && group->config_.on_io_error)
+            group->config_.on_io_error(status, group->io_.errmsg);
+        return;
+    }
     p.cb(req, status);
+}
+
+void RaftGroup::flush_injected_write_faults()
+{
+    std::vector<InjectedWriteFault> faults;
+    faults.swap(injected_write_faults_);
+    for (const InjectedWriteFault &f : faults)
+        io_append_done(f.req, f.status);
+}
+
+/* c-raft 0.15 asks for the snapshot to send a follower whenever the entry
+ * before the follower's next index is not in its log.  After a failed log
+ * write a leader truncates its log (appendLeaderCb), while its followers
+ * may already have stored those entries: their next index then points past
+ * the leader's log, and c-raft asks for a snapshot it never took.  raft_uv
+ * finds none on disk and calls back with status 0 and an uninitialised
+ * snapshot, which c-raft then frees (`free(): invalid pointer`, the worker
+ * SIGSEGV under full disks) or sends.  Without a snapshot in the log there
+ * is nothing to send: refuse, which c-raft treats like a failed send. */
+int RaftGroup::io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                               raft_io_snapshot_get_cb cb)
+{
+    RaftGroup *self = of(io);
+    if (self->io_failed_ || self->raft_.log.snapshot.last_index == 0) {
+        self->snapshot_gets_refused_++;
+        return RAFT_NOTFOUND;
+    }
+    return self->uv_snapshot_get_(io, req, cb);
 }
 
 void RaftGroup::flush_send_completions()
@@ -422,6 +481,7 @@ void RaftGroup::poll()
     if (closing_ || closed_)
         return; /* c-raft is gone or going: nothing of it may be called */
     flush_send_completions();
+    flush_injected_write_faults();
     bool leader = is_leader();
     if (leader && (!was_leader_ || raft_.current_term != leader_term_)) {
         /* c-raft 0.15 appends no no-op entry on election: without one, entries
@@ -489,6 +549,7 @@ void RaftGroup::close()
      * refers to when it closes, so complete them while it is still alive
      * (a halted partition's group is closed while the worker runs on). */
     flush_send_completions();
+    flush_injected_write_faults();
     closing_ = true;
     raft_close(&raft_, on_closed);
 }

@@ -54,6 +54,10 @@ struct RaftGroupConfig {
     unsigned snapshot_threshold = 4096;
     unsigned snapshot_trailing = 1024;
     size_t segment_size = 1024 * 1024;
+    /* Tests only (test/unit/test_raft_group_faults): asked before each log
+     * write; a nonzero RAFT_* status fails that write the way raft_uv fails
+     * one (the callback, on a later loop turn, with that status). */
+    std::function<int()> log_write_fault;
 };
 
 /* raft_uv writes entry batches assuming every buffer length is a multiple
@@ -129,6 +133,13 @@ class RaftGroup {
     uint64_t oldest_append_ms() const;
     /* Times advance_commit() committed what c-raft's own rule starved. */
     uint64_t commits_unstuck() const { return commits_unstuck_; }
+    /* Snapshot loads refused because there is no snapshot to send (see
+     * io_snapshot_get). */
+    uint64_t snapshot_gets_refused() const { return snapshot_gets_refused_; }
+    /* Failed log writes kept from c-raft (see io_append_done). */
+    uint64_t appends_withheld() const { return appends_withheld_; }
+    /* A log write of this group failed: it is waiting to be closed. */
+    bool io_failed() const { return io_failed_; }
 
     /* Starts closing; closed() turns true once c-raft has stopped.  Then,
      * after running the loop until it is idle, release() frees the I/O. */
@@ -155,6 +166,9 @@ class RaftGroup {
     static int io_append(struct raft_io *io, struct raft_io_append *req,
                          const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
     static void io_append_done(struct raft_io_append *req, int status);
+    void flush_injected_write_faults();
+    static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                               raft_io_snapshot_get_cb cb);
     void skip_compacted_entries(struct raft_append_entries &ae);
 
     RaftGroupConfig config_;
@@ -177,7 +191,16 @@ class RaftGroup {
     raft_io_recv_cb recv_cb_ = nullptr;
     int (*uv_append_)(struct raft_io *, struct raft_io_append *, const struct raft_entry[], unsigned,
                       raft_io_append_cb) = nullptr;
+    int (*uv_snapshot_get_)(struct raft_io *, struct raft_io_snapshot_get *,
+                            raft_io_snapshot_get_cb) = nullptr;
     bool io_failed_ = false;        /* raft_uv failed a log write: refuse more */
+    uint64_t snapshot_gets_refused_ = 0;
+    uint64_t appends_withheld_ = 0;
+    struct InjectedWriteFault {
+        struct raft_io_append *req;
+        int status;
+    };
+    std::vector<InjectedWriteFault> injected_write_faults_; /* see log_write_fault */
     bool quiet_ = false;            /* see quiesce() */
     uint64_t term_start_index_ = 0; /* first entry of our term while leading */
     uint64_t leader_term_ = 0;
