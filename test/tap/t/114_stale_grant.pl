@@ -30,11 +30,17 @@ my ($l, $stable) = wait_for_stable_leaders($n[0], 3, 20);
 ok($stable, 'partition leadership settles');
 my $FREEZE = 2.8;    # past atomix.session_timeout
 
-# a name of KIND whose partition node 1 leads (no election is involved)
+# a name of KIND whose partition node 1 leads and keeps leading (no election
+# is involved): node 1 must also be its preferred leader, or the worker hands
+# leadership back to the preferred node (node 2, say) as soon as it is
+# connected again after a freeze — and the next freeze then stops the leader
 sub name_led_by_node1
 {
 	my ($kind, $create, $cleanup) = @_;
 	my $leaders = partition_leaders($n[0]);
+	my %preferred = map { split /\|/ } split /\n/,
+	  $n[0]->safe_psql('postgres', 'SELECT partition_id, replicas[1] FROM atomix.partitions');
+	$leaders->{$_} = 0 for grep { ($preferred{$_} // 0) != 1 } keys %$leaders;
 	for my $k (1 .. 200)
 	{
 		my $name = "stale-$kind-$k";
