@@ -84,6 +84,9 @@ void Worker::start_transport()
     };
     transport_ = std::make_unique<NodeTransport>(&loop_, *cluster_, atomix_cluster_secret, hooks);
     transport_->set_liveness(!kPlantPoisonedEntry);
+    /* frames wait for the flushes in Worker::turn: one write per peer per
+     * flush instead of one per Raft message */
+    transport_->set_batching(true);
     transport_->start();
 }
 

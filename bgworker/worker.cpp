@@ -169,6 +169,8 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
     PartitionMeta before = p.storage.load_meta();
     if (index <= before.applied_index)
         return; /* a replay after a restart: the tables already hold it */
+    /* what this loop turn has sent so far must not wait for the apply */
+    flush_transport();
     size_t events_before = events_.size();
     txn_.begin_entry();
     try {
@@ -749,6 +751,7 @@ void Worker::turn(long timeout_ms)
     }
     propose_queued(now);
     propose_ticks(now);
+    flush_transport(); /* the proposals' AppendEntries and forwards */
     uv_run(&loop_, UV_RUN_NOWAIT);
     for (auto &p : partitions_)
         p->group->poll();
@@ -759,7 +762,15 @@ void Worker::turn(long timeout_ms)
     expire_unavailable(mono);
     maintain_halted(mono);
     watch_progress(mono);
+    flush_transport(); /* before the turn's commit, which may take a while */
     finish_turn();
+    flush_transport();
+}
+
+void Worker::flush_transport()
+{
+    if (transport_)
+        transport_->flush();
 }
 
 void Worker::shutdown()

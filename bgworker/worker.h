@@ -217,6 +217,8 @@ class Worker {
     void fail_waiting_of_stalled(Partition &p);
     std::string describe_replica(Partition &p);
     void finish_turn();
+    /* writes the frames batched in the node transport (one write per peer) */
+    void flush_transport();
     void publish_status();
     void shutdown();
     long next_timeout_ms(int64_t now_us);

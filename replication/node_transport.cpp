@@ -60,6 +60,8 @@ struct NodeTransport::Connection {
     std::vector<std::string> held_out;
     uint64_t held_out_since_ms = 0;
     std::string held_in;
+    /* frames waiting for NodeTransport::flush() (batching) */
+    std::string batch;
 };
 
 struct NodeTransport::Peer {
@@ -96,6 +98,9 @@ NodeTransport::~NodeTransport() = default;
 /* ---- writing ---- */
 
 static void write_done(uv_write_t *req, int) { delete static_cast<WriteReq *>(req->data); }
+
+/* A batch this large is written at once rather than at the next flush. */
+static constexpr size_t kFlushAtBytes = 256 * 1024;
 
 static std::string frame_bytes(FrameType type, const char *head, size_t head_len, const char *body,
                                size_t body_len)
@@ -137,8 +142,47 @@ void NodeTransport::write_on(Connection *c, FrameType type, const char *head, si
         c->held_out.push_back(std::move(data));
         return;
     }
+    frames_sent_++;
+    /* handshake frames go out at once: the peer answers them */
+    if (batching_ && c->state == Connection::Ready) {
+        if (c->batch.empty())
+            unflushed_.push_back(c);
+        c->batch.append(data);
+        /* a big batch is not held back for the rest of the turn */
+        if (c->batch.size() >= kFlushAtBytes)
+            flush_connection(c);
+        return;
+    }
+    writes_++;
     if (!write_bytes(&c->tcp, std::move(data)))
         connection_lost(c, "write failed");
+}
+
+void NodeTransport::set_batching(bool on)
+{
+    if (!on)
+        flush();
+    batching_ = on;
+}
+
+void NodeTransport::flush_connection(Connection *c)
+{
+    if (c->batch.empty())
+        return;
+    std::string data;
+    data.swap(c->batch);
+    writes_++;
+    if (!write_bytes(&c->tcp, std::move(data)))
+        connection_lost(c, "write failed");
+}
+
+void NodeTransport::flush()
+{
+    std::vector<Connection *> pending;
+    pending.swap(unflushed_);
+    for (Connection *c : pending)
+        if (!c->closing)
+            flush_connection(c);
 }
 
 bool NodeTransport::send(uint32_t peer, FrameType type, const std::string &payload)
@@ -353,6 +397,10 @@ void NodeTransport::connection_lost(Connection *c, const std::string &why)
     if (c->closing)
         return;
     c->closing = true;
+    /* its unsent frames are lost with it, as those in its socket buffer
+     * are (Raft resends; forwards are resent on the next link) */
+    c->batch.clear();
+    unflushed_.erase(std::remove(unflushed_.begin(), unflushed_.end(), c), unflushed_.end());
     if (c->outbound) {
         Peer &peer = *peers_[c->peer_id];
         if (peer.out == c)

@@ -111,6 +111,17 @@ class NodeTransport {
     bool send(uint32_t peer, FrameType type, const char *head, size_t head_len, const char *body,
               size_t body_len);
 
+    /* Batching: frames to a peer wait in its connection's buffer until
+     * flush(), which writes each connection's frames with one write — one
+     * syscall per peer per flush instead of one per frame.  Off by default
+     * (every send is written at once); the worker turns it on and flushes
+     * at fixed points of its loop turn (docs/architecture.md). */
+    void set_batching(bool on);
+    void flush();
+    /* write syscalls issued for frames (uv_write calls), and frames sent */
+    uint64_t writes() const { return writes_; }
+    uint64_t frames_sent() const { return frames_sent_; }
+
     bool connected(uint32_t peer) const;
     /* Bumped each time a new connection to peer is authenticated (0: never). */
     uint64_t link_generation(uint32_t peer) const;
@@ -174,6 +185,11 @@ class NodeTransport {
     TransportFaults faults_;
     bool liveness_on_ = true;
     void release_held(Connection *c);
+    void flush_connection(Connection *c);
+    bool batching_ = false;
+    std::vector<Connection *> unflushed_; /* connections with a non-empty batch */
+    uint64_t writes_ = 0;
+    uint64_t frames_sent_ = 0;
 };
 
 } // namespace atomix

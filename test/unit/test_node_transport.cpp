@@ -1267,6 +1267,64 @@ static void silent_link_is_closed_and_redialed(void **)
     cl.finish();
 }
 
+/* Batching (the worker's mode): frames wait until flush(), then go out in
+ * one write per peer, in order; a batch whose connection is lost is dropped
+ * with it (as a socket buffer is), and the link works again afterwards. */
+static void batched_frames_wait_for_flush(void **)
+{
+    Cluster cl(3);
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2, 3}));
+    NodeTransport &t = *cl.node(1).t;
+    t.set_batching(true);
+    uint64_t writes = t.writes(), frames = t.frames_sent();
+    for (uint32_t seq = 0; seq < 200; seq++) {
+        assert_true(t.send(2, type_for(seq), payload_for(1, 2, seq)));
+        assert_true(t.send(3, type_for(seq), payload_for(1, 3, seq)));
+    }
+    cl.loop.run_for(0.2, [&] {
+        assert_int_equal(frames_from(cl.node(2), 1), 0);
+        assert_int_equal(frames_from(cl.node(3), 1), 0);
+    });
+    assert_int_equal(t.frames_sent() - frames, 400);
+    t.flush();
+    assert_int_equal(t.writes() - writes, 2); /* one per peer */
+    assert_true(cl.loop.run_until(
+        [&] { return frames_from(cl.node(2), 1) == 200 && frames_from(cl.node(3), 1) == 200; }, 5));
+    for (uint32_t peer = 2; peer <= 3; peer++) {
+        uint32_t seq = 0;
+        for (const Frame &f : cl.node(peer).frames)
+            if (f.peer == 1) {
+                assert_true(f.type == type_for(seq) && f.payload == payload_for(1, peer, seq));
+                seq++;
+            }
+    }
+    /* a flush with nothing batched writes nothing */
+    writes = t.writes();
+    t.flush();
+    assert_int_equal(t.writes(), writes);
+
+    /* node 2 goes away with frames batched for it: they are dropped with
+     * the connection, the others still go out */
+    assert_true(t.send(2, FrameType::Raft, "lost with the link"));
+    assert_true(t.send(3, FrameType::Raft, "still delivered"));
+    cl.stop(2);
+    assert_true(cl.loop.run_until([&] { return !cl.connected(1, 2); }, 5));
+    writes = t.writes();
+    t.flush();
+    assert_int_equal(t.writes() - writes, 1);
+    assert_true(cl.loop.run_until([&] { return frames_from(cl.node(3), 1) == 201; }, 5));
+    cl.node(2).frames.clear();
+    cl.start(2);
+    assert_true(cl.wait_connected({1, 2, 3}));
+    assert_true(t.send(2, FrameType::Raft, "after the redial"));
+    /* leaving batching flushes what waits */
+    t.set_batching(false);
+    assert_true(cl.loop.run_until([&] { return frames_from(cl.node(2), 1) == 1; }, 5));
+    assert_true(cl.node(2).frames.back().payload == "after the redial");
+    cl.finish();
+}
+
 /* Holding what a peer sends, then releasing with a reset: the connection
  * is dropped with what was held, the peer redials, traffic resumes. */
 static void inbound_hold_released_by_reset(void **)
@@ -1310,6 +1368,7 @@ int main(void)
         cmocka_unit_test(held_frames_are_released_in_order),
         cmocka_unit_test(silent_link_is_closed_and_redialed),
         cmocka_unit_test(inbound_hold_released_by_reset),
+        cmocka_unit_test(batched_frames_wait_for_flush),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -11,7 +11,8 @@
 //   final      the final reads after the whole-cluster crash agree with every
 //              acknowledged write; counters within their bounds
 //   lock       no two holds of a lock overlap unless the earlier holder was
-//              told (55000, lost connection, ...); tokens follow grant order
+//              told (55000, lost connection, ...); tokens follow grant order;
+//              no acquire returns after a larger token was returned
 //   semaphore  never more holders than permits (same excuse)
 //   election   one leader per term, terms never go back in real time
 //   version    a version names one write of a key
@@ -549,6 +550,7 @@ struct Checker {
             std::sort(by_tok.begin(), by_tok.end(), [&](size_t x, size_t y) { return hs[x].token < hs[y].token; });
             long min_later = -1; // among holds with larger tokens: the one granted first
             reported = 0;
+            int stale_reported = 0;
             for (size_t r = by_tok.size(); r-- > 0;) {
                 Hold &a = hs[by_tok[r]];
                 if (a.clean && min_later >= 0 && hs[(size_t)min_later].granted < a.end &&
@@ -559,6 +561,20 @@ struct Checker {
                                                 std::to_string(a.end) + ", but " + describe(op(b.acq)) +
                                                 " was granted it before that",
                                     op(a.acq).invoke, a.end);
+                }
+                /* a grant is never returned once the lock has moved on:
+                 * a later grant (larger token) that completed before this
+                 * one did means this holder's session was closed before its
+                 * acquire answered — it must have said 55000 instead (the
+                 * stale grant of issue 8; etcd 3.4.3's lock bug) */
+                if (min_later >= 0 && hs[(size_t)min_later].granted < a.granted &&
+                    hs[(size_t)min_later].token != a.token && stale_reported++ < opt.max_report) {
+                    Hold &b = hs[(size_t)min_later];
+                    lease_violation("lock", "lock " + name + ": stale grant: " + describe(op(a.acq)) +
+                                                " returned token " + std::to_string(a.token) + " after " +
+                                                describe(op(b.acq)) + " had been granted the larger token " +
+                                                std::to_string(b.token),
+                                    op(a.acq).invoke, a.granted);
                 }
                 if (min_later < 0 || a.granted < hs[(size_t)min_later].granted)
                     min_later = (long)by_tok[r];
