@@ -129,9 +129,11 @@ static const StmtDef kStmts[] = {
      "WHERE request_id = ANY($1)",
      1,
      {INT8ARRAYOID}},
+    /* REQUEST_IDS: what the request filter is built from */
+    {"SELECT request_id, recorded_at FROM atomix.request_log_p%1$d", 0, {}},
 };
 
-static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 27, "one definition per statement");
+static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 28, "one definition per statement");
 
 SPIPlanPtr PgStorage::plan(Stmt stmt)
 {
@@ -418,11 +420,37 @@ void PgStorage::clear_all()
     exec(CLEAR_MAP, NULL, NULL);
     exec(CLEAR_COUNTERS, NULL, NULL);
     exec(CLEAR_REQUESTS, NULL, NULL);
+    /* a snapshot's rows follow; the filter starts over from the table */
+    request_filter_.reset();
     exec(CLEAR_OBJECTS, NULL, NULL);
 }
 
-std::vector<RequestRecord> PgStorage::request_lookup_many(const std::vector<uint64_t> &ids)
+void PgStorage::ensure_request_filter()
 {
+    if (request_filter_.complete())
+        return;
+    request_filter_.reset();
+    uint64 n = exec(REQUEST_IDS, NULL, NULL);
+    for (uint64 i = 0; i < n; i++)
+        request_filter_.add((uint64_t)column_int64((int)i, 1, false).value_or(0),
+                            column_int64((int)i, 2, false).value_or(0));
+    request_filter_.mark_complete();
+}
+
+std::vector<RequestRecord> PgStorage::request_lookup_many(const std::vector<uint64_t> &all_ids)
+{
+    /* only the ids the table may hold are looked up: new ones, nearly all
+     * of them, are certainly not there (request_filter.h) */
+    ensure_request_filter();
+    std::vector<uint64_t> ids;
+    for (uint64_t id : all_ids)
+        if (request_filter_.may_contain(id))
+            ids.push_back(id);
+    requests_filtered_ += all_ids.size() - ids.size();
+    requests_looked_up_ += ids.size();
+    std::vector<RequestRecord> out;
+    if (ids.empty())
+        return out;
     Datum args[1];
     pg_guard([&] {
         int n = (int)ids.size();
@@ -432,7 +460,6 @@ std::vector<RequestRecord> PgStorage::request_lookup_many(const std::vector<uint
         args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
     });
     uint64 n = exec(REQUEST_GET_MANY, args, NULL);
-    std::vector<RequestRecord> out;
     for (uint64 i = 0; i < n; i++) {
         RequestRecord r;
         r.request_id = (uint64_t)column_int64((int)i, 1, false).value_or(0);
@@ -464,6 +491,11 @@ void PgStorage::request_record(const std::vector<RequestRecord> &records)
         args[2] = PointerGetDatum(construct_array(values, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
         args[3] = PointerGetDatum(construct_array(times, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
     });
+    /* before the insert: an id the filter has and the table lacks (the
+     * insert failed and rolled back) costs a lookup; the reverse would
+     * apply a request twice */
+    for (const RequestRecord &r : records)
+        request_filter_.add(r.request_id, r.recorded_at_us);
     exec(REQUEST_PUT, args, NULL);
 }
 
@@ -471,6 +503,7 @@ void PgStorage::request_purge(int64_t before_us)
 {
     Datum args[1] = {Int64GetDatum(before_us)};
     exec(REQUEST_PURGE, args, NULL);
+    request_filter_.forget_before(before_us);
 }
 
 void PgStorage::for_each_request(const std::function<void(const RequestRecord &)> &fn)

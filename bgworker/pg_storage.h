@@ -15,6 +15,7 @@ extern "C" {
 #include "executor/spi.h"
 }
 
+#include "request_filter.h"
 #include "state_machine.h"
 
 namespace atomix {
@@ -34,6 +35,12 @@ class PgStorage : public PartitionStorage {
         meta_loaded_ = true;
     }
     uint64_t cached_applied_index() const { return meta_loaded_ ? meta_.applied_index : 0; }
+    /* After a rollback the request log may hold rows the filter does not
+     * know (a purge undone): start it over from the table at next use. */
+    void invalidate_request_filter() { request_filter_.reset(); }
+    /* request ids answered "not there" without a lookup, and looked up */
+    uint64_t requests_filtered() const { return requests_filtered_; }
+    uint64_t requests_looked_up() const { return requests_looked_up_; }
 
     std::optional<MapRow> map_get(char kind, const std::string &map, const std::string &key) override;
     void map_put(char kind, const std::string &map, const std::string &key, const MapRow &row) override;
@@ -92,6 +99,7 @@ class PgStorage : public PartitionStorage {
         CLEAR_OBJECTS,
         OBJECT_NAMES,
         REQUEST_GET_MANY,
+        REQUEST_IDS,
         STMT_COUNT
     };
     SPIPlanPtr plan(Stmt stmt);
@@ -100,6 +108,11 @@ class PgStorage : public PartitionStorage {
 
     int32_t partition_;
     SPIPlanPtr plans_[STMT_COUNT] = {};
+    /* which ids are certainly not in request_log_p<N> (request_filter.h) */
+    RequestFilter request_filter_;
+    void ensure_request_filter();
+    uint64_t requests_filtered_ = 0;
+    uint64_t requests_looked_up_ = 0;
     PartitionMeta meta_;
     bool meta_loaded_ = false;
     bool meta_dirty_ = false;

@@ -193,6 +193,7 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
         txn_.rollback_entry();
         p.storage.restore_cached_meta(before);
         p.sm.forget_caches();
+        p.storage.invalidate_request_filter();
         events_.resize(events_before);
         p.touched = true;
         halt_partition(p, index, describe_entry(index, data, len), e.what());
@@ -269,6 +270,7 @@ void Worker::restore(Partition &p, const void *data, size_t len)
         txn_.rollback_entry();
         p.storage.restore_cached_meta(before);
         p.sm.forget_caches();
+        p.storage.invalidate_request_filter();
         halt_partition(p, p.group->last_applied() + 1, "a snapshot", e.what());
     }
     p.touched = true;

@@ -172,6 +172,22 @@ static bool is_wait(const Command &cmd)
            (cmd.op == Op::SemaphoreAcquire && cmd.arg2 != 0);
 }
 
+static bool is_release(const Command &cmd)
+{
+    return cmd.op == Op::LockRelease || cmd.op == Op::SemaphoreRelease;
+}
+
+/* The raft worker marked this backend's session expired: the log closed it
+ * (or the worker restarted while the backend waited). */
+static bool session_closed_by_log()
+{
+    AtomixRequestSlot *slot = own_slot();
+    LWLockAcquire(atomix_shared->lock, LW_SHARED);
+    bool expired = slot->session.id != 0 && slot->session.expired;
+    LWLockRelease(atomix_shared->lock);
+    return expired;
+}
+
 /* Until when this node vouches for its sessions in `partition` (wall
  * clock, µs since the Unix epoch). */
 int64_t session_vouched_until(int32_t partition)
@@ -214,6 +230,13 @@ Reply submit_in_session(int32_t partition, const Command &cmd)
             raise_session_expired("The grant arrived after this node stopped vouching for the "
                                   "session; it was released.");
         }
+        /* A release that found nothing held because the session was closed
+         * while the call was on its way (its node paused with the call in
+         * flight, then applied the session's close before it) must say so:
+         * the holder would otherwise never learn it lost what it held. */
+        if (is_release(cmd) && !r.is_null && r.value == 0 && session_closed_by_log())
+            raise_session_expired("The session expired before this release was applied; what it "
+                                  "held had been released already.");
         return r;
     } catch (const AtomixError &e) {
         if (e.sqlstate() == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE &&

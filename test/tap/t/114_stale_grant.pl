@@ -10,7 +10,9 @@
 # backlog: W's lock_acquire must fail with 55000 (session expired), never
 # return a token, while B holds the lock.  20 rounds.  The same for a
 # semaphore permit (4 rounds), and for an election candidacy sent while
-# node 2's worker is frozen that would make W the leader (4 rounds).
+# node 2's worker is frozen that would make W the leader (4 rounds).  Last, a
+# release sent while W's session expires must fail with 55000 (W must learn
+# it lost what it held), for a lock and a permit.
 use strict;
 use warnings;
 
@@ -175,6 +177,29 @@ for my $round (1 .. 4)
 	is($sw, '55000', "election round $round: W's election_enter fails with 55000") or diag "W got '$w' / $ew";
 	my ($leader) = ask($A, "SELECT coalesce(leader, '') FROM atomix.election_get('$E')");
 	isnt($leader, 'w', "election round $round: the cluster does not have W as leader either");
+	ask($W, 'SELECT 1');
+}
+
+# ---- a release in flight while its session expires ----
+# W holds the lock (the permit); its release is sent while node 2's worker is
+# frozen, node 2's sessions expire meanwhile, and the worker applies the
+# session's close before the release: the release must say 55000 (W lost
+# what it held and must learn it), not "false" as if W never held it.
+for my $kind ('lock', 'semaphore')
+{
+	my ($acquire, $release) = $kind eq 'lock'
+	  ? ("SELECT atomix.lock_acquire('$L')", "SELECT atomix.lock_release('$L')")
+	  : ("SELECT atomix.semaphore_acquire('$S')", "SELECT atomix.semaphore_release('$S')");
+	my ($got, $eg) = ask($W, $acquire);
+	ok($got =~ /^(\d+|t)$/, "$kind in flight: W holds it") or diag $eg;
+	my ($wpid) = node2_pids(1);
+	freeze_pid($wpid);
+	$W->send($release);
+	usleep(1_000_000 * $FREEZE);
+	thaw_pid($wpid);
+	my ($out, $err, $state) = outcome($W, 30);
+	is($state, '55000', "$kind in flight: W's release after its session expired fails with 55000")
+	  or diag "W got '$out' / $err";
 	ask($W, 'SELECT 1');
 }
 
