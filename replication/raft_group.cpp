@@ -49,6 +49,9 @@ void RaftGroup::start()
     /* to never load a snapshot that does not exist (see io_snapshot_get) */
     uv_snapshot_get_ = io_.snapshot_get;
     io_.snapshot_get = io_snapshot_get;
+    /* to stop a group whose snapshot install failed (see io_snapshot_put) */
+    uv_snapshot_put_ = io_.snapshot_put;
+    io_.snapshot_put = io_snapshot_put;
 
     rv = raft_init(&raft_, &io_, fsm_, config_.node_id, config_.address.c_str());
     if (rv != 0)
@@ -282,6 +285,10 @@ void RaftGroup::flush_injected_write_faults()
     faults.swap(injected_write_faults_);
     for (const InjectedWriteFault &f : faults)
         io_append_done(f.req, f.status);
+    std::vector<InjectedInstallFault> installs;
+    installs.swap(injected_install_faults_);
+    for (const InjectedInstallFault &f : installs)
+        io_snapshot_put_done(f.req, f.status);
 }
 
 /* c-raft 0.15 asks for the snapshot to send a follower whenever the entry
@@ -302,6 +309,60 @@ int RaftGroup::io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *
         return RAFT_NOTFOUND;
     }
     return self->uv_snapshot_get_(io, req, cb);
+}
+
+/* Storing a snapshot received from the leader (trailing 0) starts with a
+ * raft_uv barrier that moves raft_uv's next append index past the snapshot.
+ * If the store then fails (a full disk), c-raft 0.15 discards the snapshot
+ * and goes on from its old log — while raft_uv writes every later entry
+ * under the moved index: entries 34005.. landed in a segment named
+ * 34302-34306, and the log no longer loaded ("persisted data is corrupted:
+ * closed segment ... is past last snapshot", test/chaos, 21-min run).  A
+ * failed install therefore halts the group like a failed log write: no
+ * later append reaches raft_uv, and the group is reopened from what is on
+ * disk, which is consistent. */
+struct PendingSnapshotPut {
+    RaftGroup *group;
+    raft_io_snapshot_put_cb cb;
+    bool install;
+};
+static std::unordered_map<struct raft_io_snapshot_put *, PendingSnapshotPut> pending_snapshot_puts;
+
+int RaftGroup::io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                               const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    RaftGroup *self = of(io);
+    if (self->io_failed_)
+        return RAFT_IOERR;
+    bool install = trailing == 0;
+    pending_snapshot_puts[req] = PendingSnapshotPut{self, cb, install};
+    int fault = install && self->config_.snapshot_install_fault ? self->config_.snapshot_install_fault() : 0;
+    if (fault != 0) {
+        self->injected_install_faults_.push_back(InjectedInstallFault{req, fault});
+        return 0;
+    }
+    int rv = self->uv_snapshot_put_(io, trailing, req, snapshot, io_snapshot_put_done);
+    if (rv != 0)
+        pending_snapshot_puts.erase(req);
+    return rv;
+}
+
+void RaftGroup::io_snapshot_put_done(struct raft_io_snapshot_put *req, int status)
+{
+    auto it = pending_snapshot_puts.find(req);
+    if (it == pending_snapshot_puts.end())
+        return; /* cannot happen: every put went through io_snapshot_put */
+    PendingSnapshotPut p = it->second;
+    pending_snapshot_puts.erase(it);
+    RaftGroup *group = p.group;
+    if (p.install && status != 0 && status != RAFT_CANCELED && !group->io_failed_) {
+        group->io_failed_ = true;
+        group->installs_failed_++;
+        if (!group->closing_ && !group->closed_ && group->config_.on_io_error)
+            group->config_.on_io_error(status, std::string("storing a snapshot from the leader: ") +
+                                                   group->io_.errmsg);
+    }
+    p.cb(req, status);
 }
 
 void RaftGroup::flush_send_completions()

@@ -58,6 +58,9 @@ struct RaftGroupConfig {
      * write; a nonzero RAFT_* status fails that write the way raft_uv fails
      * one (the callback, on a later loop turn, with that status). */
     std::function<int()> log_write_fault;
+    /* Tests only: the same for storing a snapshot received from the leader
+     * (an InstallSnapshot). */
+    std::function<int()> snapshot_install_fault;
 };
 
 /* raft_uv writes entry batches assuming every buffer length is a multiple
@@ -138,6 +141,8 @@ class RaftGroup {
     uint64_t snapshot_gets_refused() const { return snapshot_gets_refused_; }
     /* Failed log writes kept from c-raft (see io_append_done). */
     uint64_t appends_withheld() const { return appends_withheld_; }
+    /* Snapshots from the leader this group failed to store. */
+    uint64_t installs_failed() const { return installs_failed_; }
     /* A log write of this group failed: it is waiting to be closed. */
     bool io_failed() const { return io_failed_; }
 
@@ -169,6 +174,9 @@ class RaftGroup {
     void flush_injected_write_faults();
     static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
                                raft_io_snapshot_get_cb cb);
+    static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                               const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+    static void io_snapshot_put_done(struct raft_io_snapshot_put *req, int status);
     void skip_compacted_entries(struct raft_append_entries &ae);
 
     RaftGroupConfig config_;
@@ -193,14 +201,22 @@ class RaftGroup {
                       raft_io_append_cb) = nullptr;
     int (*uv_snapshot_get_)(struct raft_io *, struct raft_io_snapshot_get *,
                             raft_io_snapshot_get_cb) = nullptr;
+    int (*uv_snapshot_put_)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+                            const struct raft_snapshot *, raft_io_snapshot_put_cb) = nullptr;
     bool io_failed_ = false;        /* raft_uv failed a log write: refuse more */
     uint64_t snapshot_gets_refused_ = 0;
     uint64_t appends_withheld_ = 0;
+    uint64_t installs_failed_ = 0;
     struct InjectedWriteFault {
         struct raft_io_append *req;
         int status;
     };
     std::vector<InjectedWriteFault> injected_write_faults_; /* see log_write_fault */
+    struct InjectedInstallFault {
+        struct raft_io_snapshot_put *req;
+        int status;
+    };
+    std::vector<InjectedInstallFault> injected_install_faults_; /* see snapshot_install_fault */
     bool quiet_ = false;            /* see quiesce() */
     uint64_t term_start_index_ = 0; /* first entry of our term while leading */
     uint64_t leader_term_ = 0;

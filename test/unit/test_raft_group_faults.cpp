@@ -34,6 +34,8 @@ struct Member {
     struct raft_fsm fsm;
     uint64_t applied = 0;
     bool failing = false; /* its log writes fail (see log_write_fault) */
+    bool install_failing = false; /* storing a leader's snapshot fails */
+    bool cut = false;             /* hears nothing, is heard by nobody */
     std::string dir;
 };
 
@@ -43,6 +45,8 @@ struct Message {
 };
 
 struct Cluster {
+    unsigned snapshot_threshold = 4096;
+    unsigned snapshot_trailing = 1024;
     uv_loop_t loop;
     Member members[3];
     std::deque<Message> wire;
@@ -76,6 +80,36 @@ int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 std::string address_of(uint32_t id) { return "127.0.0.1:" + std::to_string(9000 + id); }
 
+void member_start(Cluster &c, uint32_t i)
+{
+    Member &m = c.members[i];
+    memset(&m.fsm, 0, sizeof(m.fsm));
+    m.fsm.version = 1;
+    m.fsm.data = &m;
+    m.fsm.apply = fsm_apply;
+    m.fsm.snapshot = fsm_snapshot;
+    m.fsm.restore = fsm_restore;
+    RaftGroupConfig cfg;
+    cfg.partition = 1;
+    cfg.node_id = i + 1;
+    cfg.address = address_of(i + 1);
+    for (uint32_t j = 1; j <= 3; j++)
+        cfg.members.push_back(RaftMember{j, address_of(j), RAFT_VOTER});
+    cfg.dir = m.dir;
+    cfg.segment_size = 64 * 1024;
+    cfg.snapshot_threshold = c.snapshot_threshold;
+    cfg.snapshot_trailing = c.snapshot_trailing;
+    uint32_t self = i + 1;
+    cfg.send = [&c, self](uint32_t peer, uint32_t, const std::string &encoded) {
+        c.wire.push_back(Message{self, peer, encoded});
+        return true;
+    };
+    cfg.log_write_fault = [&m]() { return m.failing ? RAFT_IOERR : 0; };
+    cfg.snapshot_install_fault = [&m]() { return m.install_failing ? RAFT_IOERR : 0; };
+    m.group.reset(new RaftGroup(&c.loop, cfg, &m.fsm));
+    m.group->start();
+}
+
 void cluster_start(Cluster &c)
 {
     uv_loop_init(&c.loop);
@@ -86,28 +120,7 @@ void cluster_start(Cluster &c)
         Member &m = c.members[i];
         m.dir = c.root + "/n" + std::to_string(i + 1);
         assert_int_equal(mkdir(m.dir.c_str(), 0700), 0);
-        memset(&m.fsm, 0, sizeof(m.fsm));
-        m.fsm.version = 1;
-        m.fsm.data = &m;
-        m.fsm.apply = fsm_apply;
-        m.fsm.snapshot = fsm_snapshot;
-        m.fsm.restore = fsm_restore;
-        RaftGroupConfig cfg;
-        cfg.partition = 1;
-        cfg.node_id = i + 1;
-        cfg.address = address_of(i + 1);
-        for (uint32_t j = 1; j <= 3; j++)
-            cfg.members.push_back(RaftMember{j, address_of(j), RAFT_VOTER});
-        cfg.dir = m.dir;
-        cfg.segment_size = 64 * 1024;
-        uint32_t self = i + 1;
-        cfg.send = [&c, self](uint32_t peer, uint32_t, const std::string &encoded) {
-            c.wire.push_back(Message{self, peer, encoded});
-            return true;
-        };
-        cfg.log_write_fault = [&m]() { return m.failing ? RAFT_IOERR : 0; };
-        m.group.reset(new RaftGroup(&c.loop, cfg, &m.fsm));
-        m.group->start();
+        member_start(c, i);
     }
 }
 
@@ -119,6 +132,8 @@ void cluster_turn(Cluster &c)
     batch.swap(c.wire);
     for (const Message &msg : batch) {
         Member &to = c.members[msg.to - 1];
+        if (to.cut || c.members[msg.from - 1].cut)
+            continue;
         if (to.group->started() && !to.group->closed())
             to.group->deliver(msg.from, address_of(msg.from), msg.encoded.data(), msg.encoded.size());
     }
@@ -227,6 +242,56 @@ void test_failed_leader_write_after_followers_stored(void **)
     cluster_stop(c);
 }
 
+/* A follower that fails to store the snapshot its leader sends (a full
+ * disk) halts: raft_uv has already moved its next append index past the
+ * snapshot, so any later append would land under the wrong index.  Reopened
+ * from its directory, the group loads and catches up. */
+void test_failed_snapshot_install_halts_the_follower(void **)
+{
+    Cluster c;
+    c.snapshot_threshold = 16;
+    c.snapshot_trailing = 4;
+    cluster_start(c);
+    assert_true(run_until(c, [&] { return leader_of(c) >= 0; }, 10000));
+    int lead = leader_of(c);
+    int lag = (lead + 1) % 3;
+    Member &follower = c.members[lag];
+    follower.cut = true;
+    RaftGroup &leader = *c.members[lead].group;
+    std::vector<int> outcomes;
+    for (int i = 0; i < 80; i++) {
+        assert_int_equal(leader.propose("entry-" + std::to_string(i), proposal_done, &outcomes), 0);
+        run_until(c, [&] { return false; }, 5);
+    }
+    assert_true(run_until(c, [&] { return outcomes.size() == 80; }, 10000));
+    /* back on the wire: the leader's log no longer has what it misses */
+    follower.install_failing = true;
+    follower.cut = false;
+    assert_true(run_until(c, [&] { return follower.group->io_failed(); }, 10000));
+    assert_int_equal(follower.group->installs_failed(), 1);
+    uint64_t follower_last = follower.group->last_index();
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(leader.propose("more-" + std::to_string(i), proposal_done, &outcomes), 0);
+    run_until(c, [&] { return false; }, 500);
+    /* nothing was appended after the failed install */
+    assert_true(follower.group->last_index() <= follower_last);
+
+    /* reopened from its directory (as the worker does after the back-off):
+     * what is on disk loads, and the snapshot comes again */
+    follower.group->close();
+    assert_true(run_until(c, [&] { return follower.group->closed(); }, 5000));
+    follower.group->release();
+    for (int i = 0; i < 50; i++)
+        uv_run(&c.loop, UV_RUN_NOWAIT);
+    follower.group.reset();
+    follower.install_failing = false;
+    follower.applied = 0;
+    member_start(c, (uint32_t)lag);
+    assert_true(run_until(c, [&] { return follower.group->last_applied() >= leader.last_applied(); }, 10000));
+    assert_false(follower.group->io_failed());
+    cluster_stop(c);
+}
+
 /* Followers alone (no failure): a leader without a snapshot never asks
  * raft_uv for one, so nothing is refused on the normal path. */
 void test_no_refusal_without_faults(void **)
@@ -257,6 +322,7 @@ int main()
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failed_leader_write_after_followers_stored),
         cmocka_unit_test(test_no_refusal_without_faults),
+        cmocka_unit_test(test_failed_snapshot_install_halts_the_follower),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
