@@ -220,12 +220,21 @@ int RaftGroup::io_append(struct raft_io *io, struct raft_io_append *req,
          * append was accepted: its request stays alive until raft_uv calls
          * back, at the latest when the halted group is closed (a request
          * raft_uv never queued is leaked with the group). */
-        self->io_failed_ = true;
-        if (self->config_.on_io_error)
-            self->config_.on_io_error(rv, io->errmsg);
+        self->fail_io(rv, io->errmsg);
         return 0;
     }
     return 0;
+}
+
+/* The group's first I/O failure halts it: every later write is refused
+ * (io_append, io_snapshot_put) and the worker hears of it once. */
+void RaftGroup::fail_io(int status, const std::string &message)
+{
+    if (io_failed_)
+        return;
+    io_failed_ = true;
+    if (!closing_ && !closed_ && config_.on_io_error)
+        config_.on_io_error(status, message);
 }
 
 bool RaftGroup::io_busy() const
@@ -269,11 +278,8 @@ void RaftGroup::io_append_done(struct raft_io_append *req, int status)
     RaftGroup *group = p.group;
     /* RAFT_CANCELED: the group is closing, nothing failed */
     if (status != 0 && status != RAFT_CANCELED) {
-        bool first = !group->io_failed_;
-        group->io_failed_ = true;
         group->appends_withheld_++;
-        if (first && !group->closing_ && !group->closed_ && group->config_.on_io_error)
-            group->config_.on_io_error(status, group->io_.errmsg);
+        group->fail_io(status, group->io_.errmsg);
         return;
     }
     p.cb(req, status);
@@ -298,8 +304,10 @@ void RaftGroup::flush_injected_write_faults()
  * the leader's log, and c-raft asks for a snapshot it never took.  raft_uv
  * finds none on disk and calls back with status 0 and an uninitialised
  * snapshot, which c-raft then frees (`free(): invalid pointer`, the worker
- * SIGSEGV under full disks) or sends.  Without a snapshot in the log there
- * is nothing to send: refuse, which c-raft treats like a failed send. */
+ * SIGSEGV under full disks) or sends.  io_append_done no longer lets that
+ * truncation happen; this is the second line.  Without a snapshot in the
+ * log there is nothing to send: refuse, which c-raft treats like a failed
+ * send. */
 int RaftGroup::io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
                                raft_io_snapshot_get_cb cb)
 {
@@ -356,11 +364,8 @@ void RaftGroup::io_snapshot_put_done(struct raft_io_snapshot_put *req, int statu
     pending_snapshot_puts.erase(it);
     RaftGroup *group = p.group;
     if (p.install && status != 0 && status != RAFT_CANCELED && !group->io_failed_) {
-        group->io_failed_ = true;
         group->installs_failed_++;
-        if (!group->closing_ && !group->closed_ && group->config_.on_io_error)
-            group->config_.on_io_error(status, std::string("storing a snapshot from the leader: ") +
-                                                   group->io_.errmsg);
+        group->fail_io(status, std::string("storing a snapshot from the leader: ") + group->io_.errmsg);
     }
     p.cb(req, status);
 }

@@ -172,6 +172,7 @@ class RaftGroup {
                          const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
     static void io_append_done(struct raft_io_append *req, int status);
     void flush_injected_write_faults();
+    void fail_io(int status, const std::string &message);
     static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
                                raft_io_snapshot_get_cb cb);
     static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
