@@ -79,26 +79,8 @@ void Worker::on_io_error(Partition &p, int status, const std::string &message)
  * another leader may be applied there: 40003. */
 void Worker::answer_queued_of_halted(Partition &p)
 {
-    std::vector<uint64_t> sent;
-    for (auto &kv : forwarded_)
-        if (kv.second.partition == p.id)
-            sent.push_back(kv.first);
-    for (uint64_t id : sent)
-        resolve(id, REPLY_IN_DOUBT, 0,
-                "atomix: partition " + std::to_string(p.id) +
-                    " is halted on this node after a failure (" + p.last_error +
-                    "); the request may have been applied by its leader");
-    for (const QueuedCommand &c : p.queued) {
-        if (c.origin != cluster_->self().id) {
-            reply_to_origin(c, p.id, kForwardNotLeader);
-            continue;
-        }
-        std::string why = "atomix: partition " + std::to_string(p.id) +
-                          " is halted on this node after a failure (" + p.last_error +
-                          "); it restarts by itself";
-        resolve(c.request_id, c.maybe_applied() ? REPLY_IN_DOUBT : REPLY_UNAVAILABLE, 0, why);
-    }
-    p.queued.clear();
+    router_->fail_all(p.id, "atomix: partition " + std::to_string(p.id) +
+                                " is halted on this node after a failure (" + p.last_error + ")");
 }
 
 /* Creates and starts the partition's Raft group; false (with the reason

@@ -1,23 +1,11 @@
 /*
  * forwarding.cpp — the worker's side of a multi-node cluster: the node
- * transport, forwarding requests to partition leaders, retries after a
- * leader change, and spreading leadership over the nodes.
+ * transport, what the request router (replication/request_router.h) needs
+ * of this node, and spreading leadership over the nodes.
  *
- * Every node keeps a replica of every partition, so the node a request came
- * in on applies the entry itself and answers its backend from its own apply
- * — once the call returns, that node's tables show the write.  Leaders
- * report back only what went wrong: "not leader" (never appended: resend)
- * and "leadership lost" (maybe appended: resend as a retry, which the state
- * machine answers from its request log if the first attempt committed).
- *
- * A forward is resent only when that can help: when the connection it went
- * out on is gone (a new link generation) or the partition has a new leader.
- * Never on a timer over the connection it is still waiting on — a stuck
- * link delivers the first copy late, and the copy would only add a
- * duplicate (the transport's liveness checks turn a silent link into a new
- * connection within seconds).  Duplicates that still happen are harmless:
- * the leader drops a forwarded id it already has queued or in a proposal,
- * and the state machine answers any later copy from its request log.
+ * The rules of forwarding (who answers a caller, when a forward is resent,
+ * which copies a leader drops) live with the code in request_router.h, so
+ * the deterministic simulation runs exactly them.
  */
 extern "C" {
 #include "postgres.h"
@@ -35,6 +23,7 @@ extern "C" {
 #include "guc.h"
 #include "le_bytes.h"
 #include "planted_bugs.h"
+#include "shmem.h"
 #include "worker.h"
 
 namespace atomix {
@@ -104,10 +93,10 @@ void Worker::on_frame(uint32_t peer, FrameType type, const char *data, size_t le
             return;
         }
         case FrameType::Forward:
-            handle_forward(peer, data, len);
+            router_->on_forward(peer, data, len);
             return;
         case FrameType::ForwardReply:
-            handle_forward_reply(peer, data, len);
+            router_->on_forward_reply(peer, data, len);
             return;
         default:
             return;
@@ -117,127 +106,40 @@ void Worker::on_frame(uint32_t peer, FrameType type, const char *data, size_t le
     }
 }
 
-/* Not the leader here: send our own commands to the leader, tell other
- * nodes' commands to look elsewhere (no forwarding chains). */
-void Worker::forward_queued(Partition &p)
+/* ---- RouterHost: the request router's view of this node ---- */
+
+uint32_t Worker::self() const { return cluster_->self().id; }
+
+uint32_t Worker::leader_of(int32_t partition)
 {
-    uint32_t self = cluster_->self().id;
-    uint32_t leader = (uint32_t)p.group->leader_id();
-    std::vector<QueuedCommand> keep;
-    for (QueuedCommand &c : p.queued) {
-        if (c.origin != self) {
-            reply_to_origin(c, p.id, kForwardNotLeader);
-            continue;
-        }
-        if (leader == 0 || leader == self || !transport_) {
-            keep.push_back(std::move(c));
-            continue;
-        }
-        std::string head;
-        put_le32(head, (uint32_t)p.id);
-        if (!transport_->send(leader, FrameType::Forward, head.data(), head.size(),
-                              c.encoded.data(), c.encoded.size())) {
-            keep.push_back(std::move(c));
-            continue;
-        }
-        uint64_t id = c.request_id;
-        forwarded_[id] = ForwardedCommand{p.id, std::move(c), leader, transport_->link_generation(leader),
-                                          mono_now_us()};
-    }
-    p.queued.swap(keep);
+    return (uint32_t)partitions_[(size_t)partition]->group->leader_id();
 }
 
-void Worker::handle_forward(uint32_t peer, const char *data, size_t len)
+bool Worker::leads(int32_t partition)
 {
-    if (len < 4 + kCommandRequestIdOffset + 8)
-        return;
-    uint32_t partition = get_le32(data);
-    if (partition >= partitions_.size())
-        return;
-    QueuedCommand c;
-    c.encoded.assign(data + 4, len - 4);
-    c.request_id = get_le64(c.encoded.data() + kCommandRequestIdOffset);
-    c.origin = peer;
-    c.queued_us = mono_now_us();
-    c.deadline_us = c.queued_us + (int64_t)atomix_unavailable_timeout_ms * 1000;
-    Partition &p = *partitions_[partition];
-    if (p.halted || !p.group->is_leader()) {
-        reply_to_origin(c, p.id, kForwardNotLeader);
-        return;
-    }
-    /* a copy of a request we already hold (the origin resent it on a new
-     * connection while the first copy was on its way): the first copy's
-     * outcome answers both */
-    bool queued = std::any_of(p.queued.begin(), p.queued.end(),
-                              [&](const QueuedCommand &q) { return q.request_id == c.request_id; });
-    if ((queued || p.proposing.count(c.request_id) > 0) && !kPlantPoisonedEntry) {
-        p.duplicates_dropped++;
-        return;
-    }
-    enqueue(p, std::move(c));
+    Partition &p = *partitions_[(size_t)partition];
+    return !p.halted && p.group->is_leader();
 }
 
-void Worker::reply_to_origin(const QueuedCommand &command, int partition, uint8_t outcome)
+bool Worker::send(uint32_t peer, FrameType type, const std::string &head, const std::string &body)
 {
-    if (!transport_ || command.origin == cluster_->self().id)
-        return;
-    std::string reply;
-    put_le64(reply, command.request_id);
-    put_le32(reply, (uint32_t)partition);
-    reply.push_back(static_cast<char>(outcome));
-    /* if this cannot be sent, the origin resends after kForwardRetryAfterUs */
-    (void)transport_->send(command.origin, FrameType::ForwardReply, reply);
+    return transport_ && transport_->send(peer, type, head.data(), head.size(), body.data(), body.size());
 }
 
-void Worker::handle_forward_reply(uint32_t, const char *data, size_t len)
-{
-    if (len != 8 + 4 + 1)
-        return;
-    uint64_t id = get_le64(data);
-    uint8_t outcome = static_cast<uint8_t>(data[12]);
-    auto it = forwarded_.find(id);
-    if (it == forwarded_.end())
-        return;
-    ForwardedCommand f = std::move(it->second);
-    forwarded_.erase(it);
-    if (outcome == kForwardRetry)
-        retry(f.partition, std::move(f.command));
-    else
-        enqueue(*partitions_[f.partition], std::move(f.command));
-}
+bool Worker::connected(uint32_t peer) { return transport_ && transport_->connected(peer); }
 
-/* Resends a command that may already be in the log, marked as a retry. */
-void Worker::retry(int32_t partition, QueuedCommand command)
-{
-    command.encoded[kCommandFlagsOffset] =
-        static_cast<char>(static_cast<uint8_t>(command.encoded[kCommandFlagsOffset]) | kFlagRetry);
-    enqueue(*partitions_[partition], std::move(command));
-}
+uint64_t Worker::link_generation(uint32_t peer) { return transport_ ? transport_->link_generation(peer) : 0; }
 
-/* A forward with no outcome is resent (as a retry: the first copy may be
- * in the log) when the connection it went out on is gone, or the partition
- * has a new leader.  It waits in the queue until a leader is reachable. */
-void Worker::resend_stalled_forwards()
+int64_t Worker::monotonic_us() { return mono_now_us(); }
+
+int64_t Worker::unavailable_timeout_us() { return (int64_t)atomix_unavailable_timeout_ms * 1000; }
+
+void Worker::fail_request(uint64_t request_id, RouteFailure why, const std::string &message)
 {
-    if (!transport_)
-        return;
-    std::vector<uint64_t> stalled;
-    for (auto &kv : forwarded_) {
-        const ForwardedCommand &f = kv.second;
-        uint32_t leader = (uint32_t)partitions_[f.partition]->group->leader_id();
-        bool link_gone = !transport_->connected(f.leader) ||
-                         transport_->link_generation(f.leader) != f.link;
-        bool new_leader = leader != 0 && leader != f.leader;
-        bool timer = kPlantPoisonedEntry && mono_now_us() - f.sent_us >= 3 * 1000000;
-        if (link_gone || new_leader || timer)
-            stalled.push_back(kv.first);
-    }
-    for (uint64_t id : stalled) {
-        ForwardedCommand f = std::move(forwarded_[id]);
-        forwarded_.erase(id);
-        partitions_[f.partition]->resends++;
-        retry(f.partition, std::move(f.command));
-    }
+    int code = why == RouteFailure::InDoubt ? REPLY_IN_DOUBT
+               : why == RouteFailure::Refused ? REPLY_NOT_SUBMITTED
+                                              : REPLY_UNAVAILABLE;
+    resolve(request_id, code, 0, message);
 }
 
 /* Partition p's preferred leader is the first of its voters: hand

@@ -46,24 +46,10 @@ void Worker::fail_waiting_of_stalled(Partition &p)
     std::string why = "atomix: partition " + std::to_string(p.id) +
                       " makes no progress (nothing applied for " +
                       std::to_string(kStallAfterUs / 1000000) + " s); see atomix.partitions";
-    std::vector<QueuedCommand> keep;
-    for (QueuedCommand &c : p.queued) {
-        if (c.origin != cluster_->self().id || in_flight_.count(c.request_id) == 0 ||
-            c.queued_us > waited_since) {
-            keep.push_back(std::move(c));
-            continue;
-        }
-        resolve(c.request_id, c.maybe_applied() ? REPLY_IN_DOUBT : REPLY_UNAVAILABLE, 0, why);
-    }
-    p.queued.swap(keep);
-    std::vector<uint64_t> sent;
-    for (auto &kv : forwarded_)
-        if (kv.second.partition == p.id && kv.second.command.queued_us <= waited_since)
-            sent.push_back(kv.first);
+    router_->fail_waiting_since(p.id, waited_since, why,
+                                [this](uint64_t id) { return in_flight_.count(id) > 0; });
     /* proposals in flight here are answered by the leader stepping down
      * (their callbacks retry or fail them) */
-    for (uint64_t id : sent)
-        resolve(id, REPLY_IN_DOUBT, 0, why);
 }
 
 std::string Worker::describe_replica(Partition &p)
@@ -109,9 +95,6 @@ void Worker::watch_progress(int64_t mono_us)
     /* a log write is timed from when this process last ran on, too: its
      * thread pool was stopped with it */
     uint64_t running_ms = resumed_at_us_ ? (uint64_t)((mono_us - resumed_at_us_) / 1000) : UINT64_MAX;
-    std::vector<size_t> forwarded(partitions_.size(), 0);
-    for (auto &kv : forwarded_)
-        forwarded[(size_t)kv.second.partition]++;
     for (auto &ptr : partitions_) {
         Partition &p = *ptr;
         uint64_t hung_ms = p.halted ? 0 : std::min(p.group->oldest_append_ms(), running_ms);
@@ -121,7 +104,7 @@ void Worker::watch_progress(int64_t mono_us)
                            "not finished after " + std::to_string(hung_ms) + " ms");
         }
         uint64_t applied = std::max<uint64_t>(p.group->last_applied(), p.storage.cached_applied_index());
-        size_t waiting = p.queued.size() + p.proposing.size() + forwarded[(size_t)p.id];
+        size_t waiting = router_->waiting(p.id);
         if (p.halted || waiting == 0 || applied != p.progress_index) {
             if (p.stalled && applied != p.progress_index)
                 ereport(LOG, (errmsg("atomix: partition %d makes progress again (applied index %llu)",

@@ -94,6 +94,19 @@ bool expire_session_id(uint64_t id)
     return found;
 }
 
+bool session_flagged_expired(uint64_t id)
+{
+    bool expired = false;
+    LWLockAcquire(atomix_shared->lock, LW_SHARED);
+    for (uint32 i = 0; i < atomix_shared->nslots; i++) {
+        const AtomixSessionInfo &s = atomix_shared->slots[i].session;
+        if (s.id == id && s.expired)
+            expired = true;
+    }
+    LWLockRelease(atomix_shared->lock);
+    return expired;
+}
+
 int64_t lease_valid_until(int32_t partition)
 {
     LWLockAcquire(atomix_shared->lock, LW_SHARED);

@@ -41,6 +41,10 @@ std::vector<ClosedSessionInfo> expire_sessions_in(int32_t partition);
  * on this node. */
 bool expire_session_id(uint64_t id);
 
+/* Whether this node flagged the session expired (false if it is not here:
+ * its backend is gone, nobody waits for an answer). */
+bool session_flagged_expired(uint64_t id);
+
 int64_t lease_valid_until(int32_t partition);
 void extend_lease(int32_t partition, int64_t until_us);
 

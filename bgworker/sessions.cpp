@@ -34,7 +34,7 @@ uint64_t Worker::propose_internal(int32_t partition, Command cmd)
     qc.origin = cluster_->self().id;
     qc.queued_us = mono_now_us();
     qc.deadline_us = qc.queued_us + (int64_t)atomix_unavailable_timeout_ms * 1000;
-    enqueue(*partitions_[(size_t)partition], std::move(qc));
+    router_->submit(partition, std::move(qc));
     return cmd.request_id;
 }
 
@@ -119,15 +119,17 @@ void Worker::close_unvouched(int32_t partition)
 }
 
 /* Just before answers go out: a grant to a session the log closed in this
- * turn, or that this node cannot vouch for any more (grant_gate.h), is
- * answered "session expired" instead, and the session closed everywhere. */
+ * turn, that this node flagged expired, or that it cannot vouch for any
+ * more (grant_gate.h), is answered "session expired" instead, and the
+ * session closed everywhere. */
 void Worker::vet_grants()
 {
     if (grants_.empty() || kPlantStaleGrant)
         return;
     int64_t now = unix_now_us();
     for (const PendingGrant &g : grants_) {
-        if (grant_gate_.may_deliver(g.session, lease_valid_until(g.partition), now))
+        bool flagged = session_flagged_expired(g.session);
+        if (grant_gate_.may_deliver(g.session, lease_valid_until(g.partition), now, flagged))
             continue;
         SlotReply &r = ready_[g.reply];
         r.code = REPLY_SESSION_EXPIRED;
@@ -138,9 +140,10 @@ void Worker::vet_grants()
                              "the session may have expired meanwhile",
                              (unsigned long long)g.session, (int)g.partition)));
         /* closed by the log: released already, flagged when applied.
-         * Otherwise this node cannot vouch for the partition: none of its
-         * sessions there may keep anything */
-        if (!grant_gate_.closed_in_log(g.session))
+         * Flagged here before: its close is proposed already.  Otherwise
+         * this node cannot vouch for the partition: none of its sessions
+         * there may keep anything */
+        if (!grant_gate_.closed_in_log(g.session) && !flagged)
             close_unvouched(g.partition);
     }
 }

@@ -47,7 +47,6 @@ static void handle_sigterm(SIGNAL_ARGS)
 }
 
 /* Soft cap on one packed entry; a single larger command still goes alone. */
-static constexpr size_t kMaxEntryBytes = 4 * 1024 * 1024;
 /* Raft segment preallocation per partition (c-raft's default is 8 MiB). */
 static constexpr size_t kSegmentSize = 1024 * 1024;
 
@@ -224,7 +223,7 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
         int code = static_cast<int>(r.code);
         if (r.code == ResultCode::Pending) {
             /* applied: it now waits in the partition; a later entry answers */
-            forwarded_.erase(r.request_id);
+            router_->applied(r.request_id);
             continue;
         }
         on_internal_result(r.request_id, code, r.value);
@@ -264,8 +263,20 @@ void Worker::restore(Partition &p, const void *data, size_t len)
     try {
         bool restored = p.sm.restore(data, len);
         txn_.commit_entry();
-        if (restored)
+        if (restored) {
             ereport(LOG, (errmsg("atomix: partition %d restored from a snapshot", p.id)));
+            /* the snapshot may hold entries that carried this node's
+             * forwards: their callers are answered from its request log
+             * (found by test_simulation: they waited for
+             * atomix.unavailable_timeout and got "in doubt") */
+            router_->restored(p.id, [&](uint64_t id) {
+                std::vector<RequestRecord> recs = p.storage.request_lookup_many({id});
+                if (recs.empty() || recs[0].code == static_cast<uint8_t>(ResultCode::Pending))
+                    return false;
+                resolve(id, recs[0].code, recs[0].value, std::string());
+                return true;
+            });
+        }
     } catch (const std::exception &e) {
         txn_.rollback_entry();
         p.storage.restore_cached_meta(before);
@@ -281,14 +292,7 @@ void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
     Partition *p = proposal->partition;
     if (proposal->is_tick)
         p->tick_in_flight = false;
-    for (const QueuedCommand &c : proposal->commands) {
-        auto it = p->proposing.find(c.request_id);
-        if (it != p->proposing.end())
-            p->proposing.erase(it);
-    }
-    if (status == 0)
-        return; /* applied: results went out through apply_entry */
-    if ((status == RAFT_IOERR || status == RAFT_NOSPACE) && !p->halted) {
+    if (status != 0 && (status == RAFT_IOERR || status == RAFT_NOSPACE) && !p->halted) {
         /* c-raft 0.15 keeps a leader whose disk write failed in office: halt
          * this partition (its group is closed, so the others elect a leader
          * among themselves) and restart it after a back-off, reloading its
@@ -297,21 +301,17 @@ void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
         halt_partition(*p, p->group->last_index(), "a Raft log write",
                        std::string(errmsg) + " (" + p->group->errmsg() + ")");
     }
-    /* Leadership was lost after the entry was appended: a later leader may
-     * still commit it.  Retry with the retry flag, which the state machine
-     * answers from its request log if the first attempt made it. */
-    for (QueuedCommand &c : proposal->commands) {
-        if (c.origin == cluster_->self().id)
-            retry(p->id, std::move(c));
-        else
-            reply_to_origin(c, p->id, kForwardRetry);
-    }
+    /* ok: the results went out through apply_entry.  Otherwise leadership
+     * was lost after the entry was appended: a later leader may still
+     * commit it, so the router resends it as a retry, which the state
+     * machine answers from its request log if the first attempt made it. */
+    router_->proposal_done(p->id, proposal->commands, status == 0);
 }
 
 /* Records one part's outcome; a request is ready once all its parts are. */
 void Worker::resolve(uint64_t request_id, int code, int64_t value, const std::string &message)
 {
-    forwarded_.erase(request_id);
+    router_->applied(request_id);
     waits_.erase(request_id);
     auto it = in_flight_.find(request_id);
     if (it == in_flight_.end())
@@ -429,6 +429,8 @@ void Worker::start_partitions()
 {
     std::string base = std::string(DataDir) + "/atomix";
     make_dir(base);
+    /* before any group starts: raft_start may already apply entries */
+    router_ = std::make_unique<RequestRouter>(static_cast<RouterHost &>(*this), (size_t)atomix_partitions);
     for (int32_t i = 0; i < atomix_partitions; i++) {
         auto p = std::make_unique<Partition>(this, i);
         p->sm.set_request_log(cluster_->nodes().size() > 1);
@@ -521,67 +523,33 @@ void Worker::queue_requests()
             in_flight_[qc.request_id] = req;
             if (targets.size() == 1)
                 track_wait(t, qc.request_id, p->id);
-            enqueue(*p, std::move(qc));
+            router_->submit(p->id, std::move(qc));
         }
     }
 }
 
-void Worker::enqueue(Partition &p, QueuedCommand command)
-{
-    p.queued.push_back(std::move(command));
-}
-
 void Worker::propose_queued(int64_t now_us)
 {
+    ProposeFn propose = [this](int32_t partition, const std::string &entry, std::vector<QueuedCommand> &commands,
+                               std::string &why) {
+        Partition *p = partitions_[(size_t)partition].get();
+        auto *proposal = new Proposal{p, {}, false};
+        proposal->commands.swap(commands);
+        int rv = p->group->propose(entry, proposal_cb, proposal);
+        if (rv == 0)
+            return ProposeResult::Proposed;
+        commands.swap(proposal->commands);
+        delete proposal;
+        why = std::string("atomix: raft refused the request: ") + raft_strerror(rv);
+        return rv == RAFT_NOTLEADER ? ProposeResult::NotLeader : ProposeResult::Refused;
+    };
     for (auto &p : partitions_) {
-        if (p->queued.empty())
+        if (!router_->has_queued(p->id))
             continue;
-        if (p->halted) {
+        if (p->halted)
             answer_queued_of_halted(*p);
-            continue;
-        }
-        if (!p->group->is_leader()) {
-            forward_queued(*p);
-            continue;
-        }
-        size_t i = 0;
-        while (i < p->queued.size()) {
-            auto *proposal = new Proposal{p.get(), {}, false};
-            std::string entry;
-            EntryHeader header;
-            header.stamp_us = now_us;
-            encode_entry_header(header, entry);
-            uint32_t count = 0;
-            while (i < p->queued.size() && count < kMaxCommandsPerEntry &&
-                   (count == 0 || entry.size() + p->queued[i].encoded.size() <= kMaxEntryBytes)) {
-                entry.append(p->queued[i].encoded);
-                p->proposing.insert(p->queued[i].request_id);
-                proposal->commands.push_back(std::move(p->queued[i]));
-                count++;
-                i++;
-            }
-            patch_entry_count(entry, count);
-            int rv = p->group->propose(entry, proposal_cb, proposal);
-            if (rv != 0) {
-                /* never appended: safe to try again as a first attempt */
-                for (QueuedCommand &c : proposal->commands) {
-                    auto it = p->proposing.find(c.request_id);
-                    if (it != p->proposing.end())
-                        p->proposing.erase(it);
-                    if (rv == RAFT_NOTLEADER)
-                        p->queued.push_back(std::move(c));
-                    else if (c.origin == cluster_->self().id)
-                        resolve(c.request_id, REPLY_NOT_SUBMITTED, 0,
-                                std::string("atomix: raft refused the request: ") + raft_strerror(rv));
-                    else
-                        reply_to_origin(c, p->id, kForwardNotLeader);
-                }
-                delete proposal;
-                if (rv == RAFT_NOTLEADER)
-                    break;
-            }
-        }
-        p->queued.erase(p->queued.begin(), p->queued.begin() + (long)std::min(i, p->queued.size()));
+        else
+            router_->propose_or_forward(p->id, now_us, propose);
     }
 }
 
@@ -611,27 +579,7 @@ void Worker::propose_ticks(int64_t now_us)
  * atomix.unavailable_timeout instead of hanging. */
 void Worker::expire_unavailable(int64_t now_us)
 {
-    /* now_us is monotonic, like every request deadline */
-    for (auto &p : partitions_) {
-        auto expired = [&](const QueuedCommand &qc) { return qc.deadline_us <= now_us; };
-        for (const QueuedCommand &qc : p->queued)
-            if (expired(qc) && qc.origin == cluster_->self().id)
-                resolve(qc.request_id, REPLY_UNAVAILABLE, 0,
-                        "atomix: partition " + std::to_string(p->id) + " has no reachable leader");
-        p->queued.erase(std::remove_if(p->queued.begin(), p->queued.end(), expired), p->queued.end());
-    }
-    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-        if (it->second.command.deadline_us > now_us) {
-            ++it;
-            continue;
-        }
-        uint64_t id = it->first;
-        int32_t partition = it->second.partition;
-        it = forwarded_.erase(it);
-        resolve(id, REPLY_IN_DOUBT, 0,
-                "atomix: no answer from partition " + std::to_string(partition) +
-                    "'s leader within atomix.unavailable_timeout");
-    }
+    router_->expire(now_us); /* monotonic, like every request deadline */
 }
 
 long Worker::next_timeout_ms(int64_t now_us)
@@ -648,13 +596,12 @@ long Worker::next_timeout_ms(int64_t now_us)
         std::optional<int64_t> expiry;
         if (!p->tick_in_flight && p->sm.cached_next_deadline(&expiry) && expiry && p->group->is_leader())
             consider_at(*expiry, now_us); /* log time: wall clock */
-        for (const QueuedCommand &qc : p->queued)
-            consider_at(qc.deadline_us, mono_us);
         if (p->halted)
             consider_at(p->phase == GroupPhase::Stopped ? p->restart_at_us : mono_us + 50000, mono_us);
     }
-    for (auto &kv : forwarded_)
-        consider_at(kv.second.command.deadline_us, mono_us);
+    int64_t deadline = router_ ? router_->next_deadline_us() : INT64_MAX;
+    if (deadline != INT64_MAX)
+        consider_at(deadline, mono_us);
     consider_at(next_keep_alive_us_, now_us);
     return timeout;
 }
@@ -695,8 +642,8 @@ void Worker::publish_status()
         status[i].last_error = p.last_error;
         status[i].restart_at_us = p.halted ? unix_now_us() + (p.restart_at_us - mono_now_us()) : 0;
         status[i].apply_failures = p.apply_failures;
-        status[i].resends = p.resends;
-        status[i].duplicates_dropped = p.duplicates_dropped + p.sm.duplicates_answered();
+        status[i].resends = router_->resends(p.id);
+        status[i].duplicates_dropped = router_->duplicates_dropped(p.id) + p.sm.duplicates_answered();
         status[i].stalled = p.stalled;
         status[i].commits_unstuck = p.group->commits_unstuck();
         RaftGroup &g = *partitions_[i]->group;
@@ -759,7 +706,7 @@ void Worker::turn(long timeout_ms)
         p->group->poll();
     /* a partition that just became leader can take what waited for it */
     propose_queued(now);
-    resend_stalled_forwards();
+    router_->resend_stalled();
     balance_leaders(mono);
     expire_unavailable(mono);
     maintain_halted(mono);

@@ -25,6 +25,7 @@
 #include "pg_storage.h"
 #include "raft_group.h"
 #include "request_queue.h"
+#include "request_router.h"
 #include "grant_gate.h"
 #include "session_registry.h"
 #include "state_machine.h"
@@ -33,9 +34,6 @@ namespace atomix {
 
 class Worker;
 
-/* ForwardReply outcomes (leader → origin). */
-constexpr uint8_t kForwardNotLeader = 1; /* never appended: resend as is */
-constexpr uint8_t kForwardRetry = 2;     /* appended, leadership lost: resend as a retry */
 /* A partition whose apply failed retries after this, doubling up to the max. */
 constexpr int64_t kHaltBackoffFirstUs = 1 * 1000000;
 constexpr int64_t kHaltBackoffMaxUs = 60 * 1000000;
@@ -67,35 +65,6 @@ struct PendingGrant {
     int32_t partition = 0;
 };
 
-/* A command waiting to be proposed by this node or forwarded to the
- * partition's leader.  origin is the node whose backend waits for it (this
- * node, or the node that forwarded it here). */
-struct QueuedCommand {
-    uint64_t request_id = 0;
-    std::string encoded;
-    uint32_t origin = 0;
-    int64_t queued_us = 0;   /* monotonic: when this node took it */
-    int64_t deadline_us = 0; /* monotonic: fail with "unavailable" after this */
-
-    /* Resent with the retry flag: an earlier copy may be in the log, so a
-     * failure now is "in doubt" (40003), not "not applied" (57P03). */
-    bool maybe_applied() const
-    {
-        return encoded.size() > kCommandFlagsOffset &&
-               (static_cast<uint8_t>(encoded[kCommandFlagsOffset]) & kFlagRetry);
-    }
-};
-
-/* A command this node forwarded to another node's leader and still waits
- * for (it resolves when this node applies the entry itself). */
-struct ForwardedCommand {
-    int32_t partition = 0;
-    QueuedCommand command;
-    uint32_t leader = 0; /* the node it was sent to */
-    uint64_t link = 0;   /* the transport's link generation to it then */
-    int64_t sent_us = 0; /* monotonic */
-};
-
 /* Where a partition's Raft group is in a halt-and-restart cycle. */
 enum class GroupPhase {
     Running,
@@ -114,8 +83,6 @@ struct Partition {
     struct raft_fsm fsm = {};
     RaftGroupConfig raft_config;
     std::unique_ptr<RaftGroup> group;
-    std::vector<QueuedCommand> queued; /* waiting to be proposed or forwarded */
-    std::unordered_multiset<uint64_t> proposing; /* ids in proposals not yet done */
     bool tick_in_flight = false;
     bool was_leader = false;
     int64_t leader_since_us = 0;  /* monotonic */
@@ -142,8 +109,6 @@ struct Partition {
 
     /* counters shown in atomix.partitions */
     uint64_t apply_failures = 0;
-    uint64_t resends = 0;            /* forwarded requests this node resent */
-    uint64_t duplicates_dropped = 0; /* copies dropped here while leading */
 };
 
 /* A backend waiting for a lock or permits: if it stops waiting (cancel,
@@ -169,7 +134,7 @@ struct Proposal {
     bool is_tick = false;
 };
 
-class Worker {
+class Worker : private RouterHost {
   public:
     /* Runs until SIGTERM; throws on unrecoverable errors (the worker then
      * exits and is restarted, replaying the Raft log). */
@@ -189,13 +154,16 @@ class Worker {
   private:
     bool wait_for_extension();
     void start_transport();
-    void enqueue(Partition &p, QueuedCommand command);
-    void forward_queued(Partition &p);
-    void handle_forward(uint32_t peer, const char *data, size_t len);
-    void handle_forward_reply(uint32_t peer, const char *data, size_t len);
-    void reply_to_origin(const QueuedCommand &command, int partition, uint8_t outcome);
-    void retry(int32_t partition, QueuedCommand command);
-    void resend_stalled_forwards();
+    /* RouterHost (forwarding.cpp): what the request router needs of this node */
+    uint32_t self() const override;
+    uint32_t leader_of(int32_t partition) override;
+    bool leads(int32_t partition) override;
+    bool send(uint32_t peer, FrameType type, const std::string &head, const std::string &body) override;
+    bool connected(uint32_t peer) override;
+    uint64_t link_generation(uint32_t peer) override;
+    int64_t monotonic_us() override;
+    int64_t unavailable_timeout_us() override;
+    void fail_request(uint64_t request_id, RouteFailure why, const std::string &message) override;
     void balance_leaders(int64_t now_us);
     void start_loop();
     void start_partitions();
@@ -260,7 +228,8 @@ class Worker {
     uint64_t incarnation_ = 0;
     std::unique_ptr<ClusterConfig> cluster_;
     std::unique_ptr<NodeTransport> transport_;
-    std::unordered_map<uint64_t, ForwardedCommand> forwarded_;
+    /* queues, forwards and resends of every partition's commands */
+    std::unique_ptr<RequestRouter> router_;
     std::unordered_map<uint64_t, PendingWait> waits_;
     std::unordered_map<uint64_t, KeepAliveSent> keep_alives_;
     std::vector<char> had_sessions_; /* by partition, at the last keep-alive round */

@@ -12,6 +12,10 @@
  * closed further down the very backlog being applied.  So at the moment a
  * grant is about to be answered:
  *   - if the applied log closed that session in this turn, or
+ *   - if this node itself has flagged the session expired (it stopped
+ *     vouching for another partition the session touched, or the log closed
+ *     it in an earlier turn: the close it proposed everywhere may already
+ *     have released this very grant on the leader), or
  *   - if the node cannot vouch for the session's partition right now
  *     (now > vouched-until),
  * the answer becomes "session expired" (55000), and the session is closed
@@ -52,16 +56,18 @@ class GrantGate {
     /* The applied log closed this session (expiry, close, a newer life). */
     void session_closed(uint64_t session) { closed_.insert(session); }
     /* A loop turn's answers went out: closes seen so far no longer matter
-     * for new grants (those check the shared flag the close set). */
+     * here; later grants see the shared flag the close set (flagged_expired
+     * below). */
     void turn_done() { closed_.clear(); }
 
     bool closed_in_log(uint64_t session) const { return closed_.count(session) > 0; }
 
     /* May a grant to `session` be answered now?  vouched_until_us: until
-     * when this node vouches for the session's partition (wall clock). */
-    bool may_deliver(uint64_t session, int64_t vouched_until_us, int64_t now_us) const
+     * when this node vouches for the session's partition (wall clock);
+     * flagged_expired: this node's shared flag for the session is set. */
+    bool may_deliver(uint64_t session, int64_t vouched_until_us, int64_t now_us, bool flagged_expired) const
     {
-        if (closed_.count(session) > 0)
+        if (flagged_expired || closed_.count(session) > 0)
             return false;
         return now_us <= vouched_until_us;
     }

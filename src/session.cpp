@@ -177,9 +177,11 @@ static bool is_release(const Command &cmd)
     return cmd.op == Op::LockRelease || cmd.op == Op::SemaphoreRelease;
 }
 
-/* The raft worker marked this backend's session expired: the log closed it
- * (or the worker restarted while the backend waited). */
-static bool session_closed_by_log()
+/* The raft worker marked this backend's session expired: the log closed it,
+ * this node stopped vouching for a partition the session touched (and
+ * proposed its close everywhere), or the worker restarted while the
+ * backend waited. */
+static bool session_flagged_expired()
 {
     AtomixRequestSlot *slot = own_slot();
     LWLockAcquire(atomix_shared->lock, LW_SHARED);
@@ -223,9 +225,12 @@ Reply submit_in_session(int32_t partition, const Command &cmd)
         Reply r = submit(partition, cmd);
         /* The worker vetted the grant before answering (grant_gate.h); the
          * backend checks once more as it returns: it may have been
-         * descheduled since. */
+         * descheduled since, and the flag may have been set meanwhile (a
+         * grant already on its way when this node expired the session —
+         * test/chaos: the close released the lock on the leader, which gave
+         * it to the next waiter, before this grant was answered). */
         if (!kPlantStaleGrant && !r.is_null && grants_to_session(cmd.op, r.value) &&
-            session_vouched_until(partition) < unix_now_us()) {
+            (session_flagged_expired() || session_vouched_until(partition) < unix_now_us())) {
             expire_session();
             raise_session_expired("The grant arrived after this node stopped vouching for the "
                                   "session; it was released.");
@@ -234,7 +239,7 @@ Reply submit_in_session(int32_t partition, const Command &cmd)
          * while the call was on its way (its node paused with the call in
          * flight, then applied the session's close before it) must say so:
          * the holder would otherwise never learn it lost what it held. */
-        if (is_release(cmd) && !r.is_null && r.value == 0 && session_closed_by_log())
+        if (is_release(cmd) && !r.is_null && r.value == 0 && session_flagged_expired())
             raise_session_expired("The session expired before this release was applied; what it "
                                   "held had been released already.");
         return r;
