@@ -16,6 +16,7 @@
 #define ATOMIX_RAFT_GROUP_H
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
@@ -78,6 +79,7 @@ class RaftGroup {
     RaftGroup(uv_loop_t *loop, const RaftGroupConfig &config, struct raft_fsm *fsm);
     RaftGroup(const RaftGroup &) = delete;
     RaftGroup &operator=(const RaftGroup &) = delete;
+    struct AppendBatch; /* raft_log_io.cpp */
 
     /* Bootstraps the group (the same configuration on every member) on first
      * start, then starts it.  Throws std::runtime_error on failure. */
@@ -168,6 +170,24 @@ class RaftGroup {
     void flush_send_completions();
     void announce_commit();
     void advance_commit();
+    /* raft_log_io.cpp: log writes to raft_uv one at a time */
+    struct LogOp {
+        enum Kind { Append, Truncate, SnapshotPut } kind = Append;
+        struct raft_io_append *req = nullptr;
+        const struct raft_entry *entries = nullptr;
+        unsigned n = 0;
+        raft_io_append_cb cb = nullptr;
+        raft_index index = 0; /* truncate */
+        unsigned trailing = 0;
+        struct raft_io_snapshot_put *put = nullptr;
+        const struct raft_snapshot *snapshot = nullptr;
+        raft_io_snapshot_put_cb put_cb = nullptr;
+        uint64_t queued_ms = 0; /* uv_now */
+    };
+    void pump_log_ops();
+    void start_append(AppendBatch *batch);
+    void start_snapshot_put(const LogOp &op);
+    static int io_truncate(struct raft_io *io, raft_index index);
     static int io_append(struct raft_io *io, struct raft_io_append *req,
                          const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
     static void io_append_done(struct raft_io_append *req, int status);
@@ -204,6 +224,9 @@ class RaftGroup {
                             raft_io_snapshot_get_cb) = nullptr;
     int (*uv_snapshot_put_)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
                             const struct raft_snapshot *, raft_io_snapshot_put_cb) = nullptr;
+    int (*uv_truncate_)(struct raft_io *, raft_index) = nullptr;
+    std::deque<LogOp> log_ops_;      /* waiting for the write before them */
+    bool log_op_in_flight_ = false; /* an append or snapshot put is in raft_uv */
     bool io_failed_ = false;        /* raft_uv failed a log write: refuse more */
     uint64_t snapshot_gets_refused_ = 0;
     uint64_t appends_withheld_ = 0;

@@ -34,6 +34,7 @@ struct Member {
     struct raft_fsm fsm;
     uint64_t applied = 0;
     bool failing = false; /* its log writes fail (see log_write_fault) */
+    int fail_next = 0;    /* this many more writes fail, then they work */
     bool install_failing = false; /* storing a leader's snapshot fails */
     bool cut = false;             /* hears nothing, is heard by nobody */
     std::string dir;
@@ -104,7 +105,13 @@ void member_start(Cluster &c, uint32_t i)
         c.wire.push_back(Message{self, peer, encoded});
         return true;
     };
-    cfg.log_write_fault = [&m]() { return m.failing ? RAFT_IOERR : 0; };
+    cfg.log_write_fault = [&m]() {
+        if (m.fail_next > 0) {
+            m.fail_next--;
+            return RAFT_IOERR;
+        }
+        return m.failing ? RAFT_IOERR : 0;
+    };
     cfg.snapshot_install_fault = [&m]() { return m.install_failing ? RAFT_IOERR : 0; };
     m.group.reset(new RaftGroup(&c.loop, cfg, &m.fsm));
     m.group->start();
@@ -292,6 +299,52 @@ void test_failed_snapshot_install_halts_the_follower(void **)
     cluster_stop(c);
 }
 
+/* One write fails while c-raft has already issued the next ones (a big
+ * append hit a full disk; the disk then had room again).  raft_uv 0.15
+ * would write those next ones under the failed write's indexes; they must
+ * never reach the disk: reopened, the log ends where it did before the
+ * failed write, and loads. */
+void test_nothing_written_after_a_failed_write(void **)
+{
+    Cluster c;
+    cluster_start(c);
+    assert_true(run_until(c, [&] { return leader_of(c) >= 0; }, 10000));
+    int lead = leader_of(c);
+    Member &m = c.members[lead];
+    std::vector<int> outcomes;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(m.group->propose("entry-" + std::to_string(i), proposal_done, &outcomes), 0);
+    assert_true(run_until(c, [&] { return outcomes.size() == 5; }, 5000));
+    run_until(c, [&] { return false; }, 200);
+    uint64_t before = m.group->last_index();
+
+    /* in one turn: the first write fails, two more are issued behind it */
+    m.fail_next = 1;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(m.group->propose("after-" + std::to_string(i), proposal_done, &outcomes), 0);
+    assert_true(run_until(c, [&] { return m.group->io_failed(); }, 5000));
+    run_until(c, [&] { return false; }, 300);
+    assert_int_equal(m.group->appends_withheld(), 1);
+
+    m.group->close();
+    assert_true(run_until(c, [&] { return m.group->closed(); }, 5000));
+    m.group->release();
+    for (int i = 0; i < 50; i++)
+        uv_run(&c.loop, UV_RUN_NOWAIT);
+    m.group.reset();
+    c.members[lead].cut = true; /* read what is on disk, before any catch-up */
+    member_start(c, (uint32_t)lead);
+    assert_int_equal(m.group->last_index(), before);
+    c.members[lead].cut = false;
+    /* and it catches up from the others */
+    assert_true(run_until(c, [&] {
+        int l = leader_of(c);
+        return l >= 0 && m.group->last_applied() >= c.members[l].group->last_applied() &&
+               m.group->last_index() > before + 3;
+    }, 10000));
+    cluster_stop(c);
+}
+
 /* Followers alone (no failure): a leader without a snapshot never asks
  * raft_uv for one, so nothing is refused on the normal path. */
 void test_no_refusal_without_faults(void **)
@@ -323,6 +376,7 @@ int main()
         cmocka_unit_test(test_failed_leader_write_after_followers_stored),
         cmocka_unit_test(test_no_refusal_without_faults),
         cmocka_unit_test(test_failed_snapshot_install_halts_the_follower),
+        cmocka_unit_test(test_nothing_written_after_a_failed_write),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
