@@ -47,7 +47,10 @@
 #include <unordered_map>
 
 #include "fixture_support.h"
+#include "grant_gate.h"
+#include "le_bytes.h"
 #include "lin.h"
+#include "objects.h"
 #include "memory_storage.h"
 #include "planted_bugs.h"
 #include "raft_group.h"
@@ -72,6 +75,10 @@ constexpr int64_t kUnavailableUs = 10000000;     /* atomix.unavailable_timeout *
 constexpr int64_t kClientTimeoutUs = 15000000;   /* statement_timeout of the clients */
 constexpr int64_t kEpochUs = 1800000000000000LL; /* wall clock at time 0 */
 constexpr unsigned kKeys = 6;                    /* even: counters, odd: map entries */
+constexpr unsigned kLocks = 2;                   /* "l0", "l1": in partitions 0 and 1 */
+constexpr unsigned kLockKeyBase = 1000;          /* Call::key of lock calls: base + lock */
+constexpr int64_t kSessionTimeoutUs = 4000000;   /* atomix.session_timeout */
+constexpr int64_t kVouchMarginUs = kSessionTimeoutUs / 8;
 
 enum Fault {
     FCrash, FPause, FIsolate, FOneWayOut, FOneWayIn, FBridge, FLeaderCut, FDelay, FDuplicate,
@@ -96,6 +103,15 @@ struct Call {
     Outcome outcome = Outcome::Pending;
     int64_t res = 0;
     uint64_t request_id = 0;
+    /* lock calls: key = kLockKeyBase + lock */
+    bool lock_call = false, release = false;
+    uint64_t session = 0;
+};
+
+/* A client's session on its node (src/session.cpp's state, in short). */
+struct ClientSession {
+    uint64_t id = 0;
+    std::set<unsigned> parts; /* partitions it touched */
 };
 
 /* ---- one partition replica on one node ---- */
@@ -154,6 +170,27 @@ struct Node final : RouterHost {
     std::vector<long> client_call;                  /* per client: call index or -1 */
     std::vector<int64_t> client_next;               /* per client: next invoke time */
 
+    /* sessions, as bgworker/sessions.cpp keeps them */
+    int64_t epoch = 0; /* this incarnation's (node_epoch_us) */
+    uint64_t session_seq = 0;
+    std::vector<ClientSession> client_session;
+    std::vector<int> client_lock;      /* lock held, or -1 */
+    std::vector<int64_t> client_token; /* its fencing token */
+    std::set<uint64_t> flagged;        /* sessions flagged expired here */
+    std::vector<int64_t> vouched_until; /* per partition, wall µs */
+    std::vector<char> had_sessions;     /* per partition */
+    std::vector<char> was_leader;       /* per partition */
+    int64_t next_keep_alive = 0;
+    bool epoch_announced = false;
+    std::unordered_map<uint64_t, unsigned> keep_alives; /* request id → partition */
+    GrantGate gate;
+    struct PendingGrant {
+        size_t call;
+        unsigned part;
+        int64_t token;
+    };
+    std::vector<PendingGrant> grants; /* answered by this turn's applies, vetted at its end */
+
     uint32_t self() const override { return i + 1; }
     uint32_t leader_of(int32_t partition) override;
     bool leads(int32_t partition) override;
@@ -182,6 +219,8 @@ struct Coverage {
     uint64_t frames = 0, duplicated = 0, resets = 0, held_released = 0;
     uint64_t resends = 0, duplicates_dropped = 0, copies_answered = 0;
     uint64_t snapshots = 0, restores = 0, halts = 0, proposals_lost = 0, answered_after_restore = 0;
+    uint64_t grants_delivered = 0, grants_refused = 0, sessions_expired_here = 0, sessions_closed_by_log = 0;
+    uint64_t beyond_bound_runs = 0;
 };
 
 struct Sim {
@@ -201,6 +240,10 @@ struct Sim {
     Coverage cov;
     uint64_t next_value = 1;
     bool clients_on = true;
+    /* a clock stepped beyond the drift bound (docs/coordination.md): from
+     * then on lock safety is not promised, and not checked */
+    bool beyond_bound = false;
+    std::vector<int64_t> max_token_delivered = std::vector<int64_t>(kLocks, 0);
 
     struct Active {
         Fault kind;
@@ -309,6 +352,158 @@ void Node::fail_request(uint64_t request_id, RouteFailure why, const std::string
     finish_call(*sim, *this, request_id, why == RouteFailure::InDoubt ? Outcome::Info : Outcome::Fail, 0);
 }
 
+/* ---- sessions and grants, as bgworker/sessions.cpp and src/session.cpp ---- */
+
+int64_t wall_now(Sim &sim, const Node &node) { return kEpochUs + sim.now + node.clock_offset_us; }
+
+uint64_t new_request_id(Node &node)
+{
+    return ((uint64_t)(node.i + 1) << 48) | ((node.incarnation & 0xffff) << 32) | ++node.counter;
+}
+
+/* The worker's propose_internal: a command of the node itself. */
+uint64_t submit_internal(Sim &sim, Node &node, unsigned part, Command cmd)
+{
+    cmd.request_id = new_request_id(node);
+    QueuedCommand qc;
+    qc.request_id = cmd.request_id;
+    encode_command(cmd, qc.encoded);
+    qc.origin = node.i + 1;
+    qc.queued_us = sim.now;
+    qc.deadline_us = sim.now + kUnavailableUs;
+    node.router->submit((int32_t)part, std::move(qc));
+    return cmd.request_id;
+}
+
+/* This node cannot vouch for its sessions in `part` any more: flag them and
+ * close them everywhere. */
+void close_unvouched(Sim &sim, Node &node, unsigned part)
+{
+    for (ClientSession &cs : node.client_session) {
+        if (cs.id == 0 || node.flagged.count(cs.id) || !cs.parts.count(part))
+            continue;
+        node.flagged.insert(cs.id);
+        sim.cov.sessions_expired_here++;
+        sim.log("node " + std::to_string(node.i + 1) + " expires session " + std::to_string(cs.id & 0xffff) +
+                " (partition " + std::to_string(part) + " not renewed)");
+        Command close;
+        close.op = Op::SessionClose;
+        close.epoch = node.epoch;
+        close.session = cs.id;
+        for (unsigned q : cs.parts)
+            submit_internal(sim, node, q, close);
+    }
+}
+
+void maintain_sessions(Sim &sim, Node &node)
+{
+    bool due = sim.now >= node.next_keep_alive || !node.epoch_announced;
+    for (unsigned p = 0; p < sim.parts; p++) {
+        std::string ids;
+        bool has = false;
+        for (const ClientSession &cs : node.client_session)
+            if (cs.id != 0 && !node.flagged.count(cs.id) && cs.parts.count(p)) {
+                put_le64(ids, cs.id);
+                has = true;
+            }
+        bool had = node.had_sessions[p] != 0;
+        if (!(due ? (has || had || !node.epoch_announced) : (has && !had)))
+            continue;
+        Command ka;
+        ka.op = Op::SessionKeepAlive;
+        ka.arg1 = (int64_t)(node.i + 1);
+        ka.epoch = node.epoch;
+        ka.ttl_us = kSessionTimeoutUs;
+        ka.arg2 = (int64_t)(node.session_seq & 0xffffffffffffULL);
+        ka.value = ids;
+        node.keep_alives[submit_internal(sim, node, p, ka)] = p;
+        node.had_sessions[p] = has ? 1 : 0;
+    }
+    if (due) {
+        node.next_keep_alive = sim.now + kSessionTimeoutUs / 5;
+        node.epoch_announced = true;
+    }
+    int64_t now = wall_now(sim, node);
+    for (unsigned p = 0; p < sim.parts; p++)
+        if (node.had_sessions[p] && node.vouched_until[p] < now)
+            close_unvouched(sim, node, p);
+}
+
+/* A new leader renews the leases of the nodes it is connected to. */
+void renew_leases_as_new_leader(Sim &sim, Node &node)
+{
+    for (unsigned p = 0; p < sim.parts; p++) {
+        bool leads = node.leads((int32_t)p);
+        if (leads && !node.was_leader[p]) {
+            Command renew;
+            renew.op = Op::LeasesRenew;
+            for (unsigned j = 0; j < sim.n; j++)
+                if (j == node.i || node.connected(j + 1))
+                    put_le64(renew.value, j + 1);
+            submit_internal(sim, node, p, renew);
+        }
+        node.was_leader[p] = leads ? 1 : 0;
+    }
+}
+
+/* The lock as the most advanced replica of its partition has it. */
+LockState lock_truth(Sim &sim, unsigned lock)
+{
+    Partition &part = *sim.partitions[lock % sim.parts];
+    Replica *best = part.replicas[0].get();
+    for (auto &r : part.replicas)
+        if (r->st.load_meta().applied_index > best->st.load_meta().applied_index)
+            best = r.get();
+    std::optional<ObjectRow> row = best->st.object_get(kKindLock, "l" + std::to_string(lock));
+    return row ? decode_lock(row->state) : LockState{};
+}
+
+void client_loses_session(Node &node, unsigned client)
+{
+    node.client_session[client] = ClientSession{};
+    node.client_lock[client] = -1;
+    node.client_token[client] = 0;
+}
+
+/* finish_turn's vet_grants and the backend's check as the call returns: a
+ * grant goes out only while this node vouches for the session. */
+void deliver_grants(Sim &sim, Node &node)
+{
+    int64_t now = wall_now(sim, node);
+    for (const Node::PendingGrant &g : node.grants) {
+        Call &c = sim.calls[g.call];
+        if (c.outcome != Outcome::Pending)
+            continue;
+        bool flagged = node.flagged.count(c.session) > 0;
+        unsigned lock = c.key - kLockKeyBase;
+        /* the stale_grant plant answers every grant (src/planted_bugs.h) */
+        if (!kPlantStaleGrant && !node.gate.may_deliver(c.session, node.vouched_until[g.part], now, flagged)) {
+            sim.cov.grants_refused++;
+            if (!node.gate.closed_in_log(c.session) && !flagged)
+                close_unvouched(sim, node, g.part);
+            unsigned client = c.client;
+            finish_call(sim, node, c.request_id, Outcome::Fail, 0);
+            client_loses_session(node, client);
+            continue;
+        }
+        /* the grant goes out: it must still be the lock's latest */
+        LockState truth = lock_truth(sim, lock);
+        if (!sim.beyond_bound && (truth.token > g.token || sim.max_token_delivered[lock] > g.token))
+            sim.problem("lock l" + std::to_string(lock) + ": node " + std::to_string(node.i + 1) +
+                        " delivered token " + std::to_string(g.token) + " to session " +
+                        std::to_string(c.session & 0xffff) + " after the lock was granted again (token " +
+                        std::to_string(std::max(truth.token, sim.max_token_delivered[lock])) + ")");
+        sim.max_token_delivered[lock] = std::max(sim.max_token_delivered[lock], g.token);
+        sim.cov.grants_delivered++;
+        unsigned client = c.client;
+        finish_call(sim, node, c.request_id, Outcome::Ok, g.token);
+        node.client_lock[client] = (int)lock;
+        node.client_token[client] = g.token;
+    }
+    node.grants.clear();
+    node.gate.turn_done();
+}
+
 /* ---- the FSM adapters, as the worker's ---- */
 
 size_t state_hash(Replica &r)
@@ -327,10 +522,35 @@ void answer(Sim &sim, Replica &r, const CommandResult &res)
     Node &node = *sim.nodes[r.node];
     if (node.router)
         node.router->applied(res.request_id);
+    auto ka = node.keep_alives.find(res.request_id);
+    if (ka != node.keep_alives.end()) { /* on_internal_result */
+        if (res.code == ResultCode::Ok && res.value > 0)
+            node.vouched_until[ka->second] =
+                std::max(node.vouched_until[ka->second], res.value - kVouchMarginUs);
+        node.keep_alives.erase(ka);
+        return;
+    }
     auto it = node.in_flight.find(res.request_id);
     if (it == node.in_flight.end())
         return;
     Call &c = sim.calls[it->second];
+    if (c.lock_call) {
+        if (res.code == ResultCode::SessionExpired) {
+            unsigned client = c.client;
+            finish_call(sim, node, res.request_id, Outcome::Fail, 0);
+            client_loses_session(node, client);
+        } else if (!c.release && res.code == ResultCode::Ok && res.value > 0) {
+            node.grants.push_back(Node::PendingGrant{it->second, r.part, res.value});
+        } else {
+            unsigned client = c.client;
+            finish_call(sim, node, res.request_id, Outcome::Ok, res.value);
+            if (c.release) {
+                node.client_lock[client] = -1;
+                node.client_token[client] = 0;
+            }
+        }
+        return;
+    }
     std::string key = "k" + std::to_string(c.key);
     int64_t value = res.value;
     switch (c.kind) {
@@ -391,11 +611,15 @@ bool apply_entry(Sim &sim, Replica &r, uint64_t index, const std::string &data)
     r.results.clear();
     bool malformed = false;
     uint64_t dups_before = r.sm.duplicates_answered();
+    std::vector<uint64_t> closed;
+    r.sm.set_closed_sink(&closed);
     try {
         r.sm.apply(index, data.data(), data.size(), r.results, &malformed);
+        r.sm.set_closed_sink(nullptr);
         if (injected)
             throw StorageRefused("injected storage failure");
     } catch (const std::exception &e) {
+        r.sm.set_closed_sink(nullptr);
         r.st = saved;
         r.st.fail_writes = false;
         r.sm.forget_caches();
@@ -407,6 +631,16 @@ bool apply_entry(Sim &sim, Replica &r, uint64_t index, const std::string &data)
     r.st.fail_writes = false;
     if (malformed)
         sim.problem(where + ": malformed");
+    /* sessions the log closed: no grant to them goes out this turn, and
+     * this node's own are flagged (apply_entry in the worker) */
+    Node &self = *sim.nodes[r.node];
+    for (uint64_t session : closed) {
+        self.gate.session_closed(session);
+        if ((uint32_t)(session >> 48) == r.node + 1 && !self.flagged.count(session)) {
+            self.flagged.insert(session);
+            sim.cov.sessions_closed_by_log++;
+        }
+    }
 
     /* at most once: a copy is answered with the first outcome, never run */
     uint64_t copies = 0;
@@ -629,6 +863,17 @@ void crash(Sim &sim, Node &node)
     node.in_flight.clear();
     std::fill(node.client_call.begin(), node.client_call.end(), -1);
     node.router.reset();
+    /* its sessions die with it (the next incarnation's epoch closes them) */
+    for (unsigned k = 0; k < node.client_session.size(); k++)
+        client_loses_session(node, k);
+    node.flagged.clear();
+    std::fill(node.vouched_until.begin(), node.vouched_until.end(), 0);
+    std::fill(node.had_sessions.begin(), node.had_sessions.end(), 0);
+    std::fill(node.was_leader.begin(), node.was_leader.end(), 0);
+    node.keep_alives.clear();
+    node.grants.clear();
+    node.gate = GrantGate();
+    node.epoch_announced = false;
     for (unsigned p = 0; p < sim.parts; p++)
         raft_fixture_kill(&sim.partitions[p]->f, node.i);
 }
@@ -637,6 +882,9 @@ void restart(Sim &sim, Node &node)
 {
     node.crashed = false;
     node.incarnation++;
+    /* node_epoch_us: when its shared memory was created (kept increasing
+     * here; a restart after a big backward step is not modelled) */
+    node.epoch = std::max(node.epoch + 1, wall_now(sim, node));
     node.router = std::make_unique<RequestRouter>(node, sim.parts);
     for (unsigned p = 0; p < sim.parts; p++)
         if (!sim.partitions[p]->replicas[node.i]->halted)
@@ -661,8 +909,63 @@ void resume_node(Sim &sim, Node &node)
 
 /* ---- clients ---- */
 
+/* lock_acquire (try) or, if the client holds a lock, lock_release — with
+ * src/session.cpp's attach_session in front. */
+void start_lock_call(Sim &sim, Node &node, unsigned client)
+{
+    bool release = node.client_lock[client] >= 0;
+    unsigned lock = release ? (unsigned)node.client_lock[client] : (unsigned)sim.below(kLocks);
+    unsigned part = lock % sim.parts;
+    ClientSession &cs = node.client_session[client];
+    int64_t now = wall_now(sim, node);
+    bool expired = cs.id != 0 && node.flagged.count(cs.id) > 0;
+    for (unsigned q : cs.parts)
+        expired |= cs.id != 0 && node.vouched_until[q] < now;
+    if (expired) { /* 55000 at once: the client learns it lost what it held */
+        client_loses_session(node, client);
+        node.client_next[client] = sim.now + (int64_t)sim.below(20) * 1000;
+        return;
+    }
+    if (cs.id == 0)
+        cs.id = ((uint64_t)(node.i + 1) << 48) | (++node.session_seq & 0xffffffffffffULL);
+    if (!cs.parts.count(part)) {
+        cs.parts.insert(part);
+        node.vouched_until[part] = std::max(node.vouched_until[part], now + kSessionTimeoutUs * 7 / 8);
+    }
+    Command cmd;
+    cmd.op = release ? Op::LockRelease : Op::LockAcquire;
+    cmd.name = "l" + std::to_string(lock);
+    cmd.arg1 = 0; /* try: no waiting */
+    cmd.session = cs.id;
+    cmd.epoch = node.epoch;
+    cmd.request_id = new_request_id(node);
+    Call c;
+    c.node = node.i;
+    c.client = client;
+    c.key = kLockKeyBase + lock;
+    c.lock_call = true;
+    c.release = release;
+    c.session = cs.id;
+    c.invoke = sim.now;
+    c.request_id = cmd.request_id;
+    sim.calls.push_back(c);
+    node.in_flight[cmd.request_id] = sim.calls.size() - 1;
+    node.client_call[client] = (long)sim.calls.size() - 1;
+    QueuedCommand qc;
+    qc.request_id = cmd.request_id;
+    encode_command(cmd, qc.encoded);
+    qc.origin = node.i + 1;
+    qc.queued_us = sim.now;
+    qc.deadline_us = sim.now + kUnavailableUs;
+    node.router->submit((int32_t)part, std::move(qc));
+}
+
 void start_call(Sim &sim, Node &node, unsigned client)
 {
+    if (node.client_lock[client] >= 0 || sim.chance(20)) {
+        start_lock_call(sim, node, client);
+        return;
+    }
     Call c;
     c.node = node.i;
     c.client = client;
@@ -745,7 +1048,10 @@ void apply_cb(struct raft_apply *req, int status, void *)
 
 void turn(Sim &sim, Node &node)
 {
+    deliver_grants(sim, node); /* what the applies since the last turn granted */
     run_clients(sim, node);
+    maintain_sessions(sim, node);
+    renew_leases_as_new_leader(sim, node);
     ProposeFn propose = [&](int32_t part, const std::string &entry, std::vector<QueuedCommand> &commands,
                             std::string &why) {
         auto prop = std::make_unique<Proposal>();
@@ -851,9 +1157,17 @@ void start_fault(Sim &sim)
     case FDuplicate:
         sim.dup_pct[i] = 30 + (unsigned)sim.below(50);
         break;
-    case FClockStep: { /* mostly within the drift bound, sometimes far beyond */
-        int64_t step = sim.chance(70) ? (int64_t)sim.below(2000) - 1000 : (int64_t)sim.below(240000) - 120000;
-        node.clock_offset_us += step * 1000;
+    case FClockStep: {
+        /* mostly within the drift bound (every node within ±margin/2 of
+         * true time, so any two agree within the margin), sometimes far
+         * beyond it: up to two minutes either way */
+        if (sim.chance(80)) {
+            node.clock_offset_us = (int64_t)sim.below(kVouchMarginUs) - kVouchMarginUs / 2;
+        } else {
+            int64_t ms = 1000 + (int64_t)sim.below(119000);
+            node.clock_offset_us = (sim.chance(50) ? ms : -ms) * 1000;
+            sim.beyond_bound = true;
+        }
         a.until = sim.now;
         break;
     }
@@ -965,7 +1279,14 @@ std::unique_ptr<Sim> make_sim(uint64_t seed, unsigned n, unsigned parts, bool ov
         node->router = std::make_unique<RequestRouter>(*node, parts);
         node->client_call.assign(2, -1);
         node->client_next.assign(2, 0);
-        node->clock_offset_us = (int64_t)sim->below(100) * 1000;
+        node->clock_offset_us = (int64_t)sim->below(kVouchMarginUs) - kVouchMarginUs / 2;
+        node->epoch = kEpochUs + node->clock_offset_us;
+        node->client_session.assign(2, ClientSession{});
+        node->client_lock.assign(2, -1);
+        node->client_token.assign(2, 0);
+        node->vouched_until.assign(parts, 0);
+        node->had_sessions.assign(parts, 0);
+        node->was_leader.assign(parts, 0);
         sim->nodes.push_back(std::move(node));
     }
     for (unsigned p = 0; p < parts; p++) {
@@ -1254,6 +1575,11 @@ std::vector<std::string> run_seed(uint64_t seed, Coverage &total, bool trace)
     total.halts += c.halts;
     total.proposals_lost += c.proposals_lost;
     total.answered_after_restore += c.answered_after_restore;
+    total.grants_delivered += c.grants_delivered;
+    total.grants_refused += c.grants_refused;
+    total.sessions_expired_here += c.sessions_expired_here;
+    total.sessions_closed_by_log += c.sessions_closed_by_log;
+    total.beyond_bound_runs += sim->beyond_bound ? 1 : 0;
 
     std::vector<std::string> problems = sim->problems;
     for (auto &part : sim->partitions)
@@ -1279,12 +1605,20 @@ void print_coverage(const char *what, const Coverage &c)
            (unsigned long long)c.snapshots, (unsigned long long)c.restores,
            (unsigned long long)c.answered_after_restore, (unsigned long long)c.proposals_lost,
            (unsigned long long)c.halts);
+    printf("    locks: %llu grants delivered, %llu refused by the grant gate, %llu sessions expired by their "
+           "node, %llu closed by the log; %llu seeds stepped a clock beyond the drift bound (lock checks off "
+           "from then)\n",
+           (unsigned long long)c.grants_delivered, (unsigned long long)c.grants_refused,
+           (unsigned long long)c.sessions_expired_here, (unsigned long long)c.sessions_closed_by_log,
+           (unsigned long long)c.beyond_bound_runs);
 }
 
 /* Seeds that once failed: each a regression test of the fix it led to. */
 const uint64_t kRegressionSeeds[] = {
     2,   /* a resent command expiring in the queue was answered "not applied" (57P03) */
     210, /* callers of forwards a snapshot covered waited for unavailable_timeout */
+    63,  /* a grant delivered after its node had expired the session (stale grant) */
+    230, /* the same, another schedule */
 };
 
 /* Runs the seeds; returns a report of the failing ones (empty: all clean). */
@@ -1344,31 +1678,37 @@ static void seeds_run_clean(void **)
     assert_true(cov.restores > 0);
     assert_true(cov.halts > 0);
     assert_true(cov.info > 0);
+    assert_true(cov.grants_delivered > 0);
+    assert_true(cov.grants_refused > 0);
+    assert_true(cov.sessions_expired_here > 0);
 }
 
-/* The build with the poisoned-entry bug planted (test_simulation_poisoned):
- * the simulation must find it — a committed entry that cannot be applied. */
-static void catches_the_poisoned_entry(void **)
+/* A build with a bug planted (src/planted_bugs.h): the simulation must find
+ * it — poisoned_entry: a committed entry that cannot be applied;
+ * stale_grant: a lock grant delivered after the lock went to someone else. */
+static void catches_the_planted_bug(void **)
 {
+    const char *what = kPlantPoisonedEntry ? "poisoned entry" : "stale grant";
+    const char *sign = kPlantPoisonedEntry ? "failed to apply" : "after the lock was granted again";
     static char found[512];
     {
         Coverage cov;
         uint64_t first = env_u64("SIM_FIRST", 1), count = env_u64("SIM_SEEDS", 300);
         for (uint64_t seed = first; seed < first + count && !found[0]; seed++)
             for (const std::string &p : run_seed(seed, cov, false))
-                if (p.find("failed to apply") != std::string::npos && !found[0])
+                if (p.find(sign) != std::string::npos && !found[0])
                     snprintf(found, sizeof found, "seed %llu: %s", (unsigned long long)seed, p.c_str());
     }
-    printf("    planted poisoned entry caught: %s\n", found[0] ? found : "NOT caught");
+    printf("    planted %s caught: %s\n", what, found[0] ? found : "NOT caught");
     assert_true(found[0] != 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest planted[] = {
-        cmocka_unit_test(catches_the_poisoned_entry),
+        cmocka_unit_test(catches_the_planted_bug),
     };
-    if (kPlantPoisonedEntry)
+    if (kPlantPoisonedEntry || kPlantStaleGrant)
         return cmocka_run_group_tests(planted, nullptr, nullptr);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(seeds_run_clean),
