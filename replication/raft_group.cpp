@@ -149,26 +149,15 @@ int RaftGroup::io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick
     return self->uv_start_(io, msecs, tick, recv);
 }
 
-/* c-raft 0.15 answers a successful AppendEntries with its last *stored*
- * index, which may include a stale tail from an older term that the leader
- * never sent; the leader then counts those entries as replicated and can
- * commit (and acknowledge) writes that are lost later.  We clamp the answer
- * to what the current leader's appends actually covered: entries up to
- * prev_log_index + n_entries of an accepted append match the leader's log. */
+/* Every message c-raft sends: its AppendEntries answers clamped to what the
+ * leader vouched for (append_vouching.h), then encoded for the node
+ * transport. */
 int RaftGroup::io_send(struct raft_io *io, struct raft_io_send *req,
                        const struct raft_message *message, raft_io_send_cb cb)
 {
     RaftGroup *self = of(io);
     struct raft_message msg = *message;
-    if (msg.type == RAFT_IO_APPEND_ENTRIES_RESULT && self->delivering_append_)
-        (msg.append_entries_result.rejected == 0 ? self->delivery_accepted_ : self->delivery_rejected_) = true;
-    if (msg.type == RAFT_IO_APPEND_ENTRIES_RESULT && msg.append_entries_result.rejected == 0) {
-        uint64_t vouched = msg.append_entries_result.term == self->vouched_term_
-                               ? self->vouched_index_
-                               : 0;
-        if (msg.append_entries_result.last_log_index > vouched)
-            msg.append_entries_result.last_log_index = vouched;
-    }
+    self->vouching_.on_send(msg);
     int status = 0;
     /* A group whose log write failed is halted and waits to be closed: it
      * must not keep its followers from electing a leader that can write
@@ -215,45 +204,9 @@ void RaftGroup::deliver(uint32_t from, const std::string &from_address, const ch
     msg.server_address = from_address.c_str();
     if (msg.type == RAFT_IO_APPEND_ENTRIES)
         skip_compacted_entries(msg.append_entries);
-    if (msg.type == RAFT_IO_INSTALL_SNAPSHOT) {
-        /* a snapshot holds only committed entries: once installed, our log
-         * matches every leader's up to its last index, and c-raft's answer
-         * (an AppendEntries result) must be allowed to say so, or the leader
-         * never leaves its "sending a snapshot" state for us */
-        uint64_t term = msg.install_snapshot.term;
-        uint64_t last = msg.install_snapshot.last_index;
-        recv_cb_(&io_, &msg);
-        if (term > vouched_term_) {
-            vouched_term_ = term;
-            vouched_index_ = 0;
-        }
-        if (term == vouched_term_ && last > vouched_index_)
-            vouched_index_ = last;
-        return;
-    }
-    bool is_append = msg.type == RAFT_IO_APPEND_ENTRIES;
-    uint64_t term = msg.append_entries.term;
-    uint64_t covered = msg.append_entries.prev_log_index + msg.append_entries.n_entries;
-    bool carries_entries = msg.append_entries.n_entries > 0;
-    delivering_append_ = is_append;
-    delivery_accepted_ = delivery_rejected_ = false;
+    vouching_.before_receive(msg);
     recv_cb_(&io_, &msg); /* c-raft takes ownership of what decode allocated */
-    delivering_append_ = false;
-    if (!is_append)
-        return;
-    /* The append vouches for entries up to prev + n once c-raft accepted it:
-     * a heartbeat is answered at once, an append with entries is answered
-     * after the disk write, or rejected at once. */
-    bool accepted = delivery_accepted_ ||
-                    (carries_entries && !delivery_rejected_ && raft_last_index(&raft_) >= covered);
-    if (!accepted)
-        return;
-    if (term > vouched_term_) {
-        vouched_term_ = term;
-        vouched_index_ = 0;
-    }
-    if (term == vouched_term_ && covered > vouched_index_)
-        vouched_index_ = covered;
+    vouching_.after_receive(msg, raft_last_index(&raft_));
 }
 
 /* c-raft 0.15 mishandles an append whose prev_log_index lies before this

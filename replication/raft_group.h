@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "append_vouching.h"
 #include "raft_include.h"
 
 namespace atomix {
@@ -254,12 +255,7 @@ class RaftGroup {
         int status;
     };
     std::vector<SendCompletion> send_completions_;
-    /* highest index the current-term leader's appends vouched for (see io_send) */
-    uint64_t vouched_term_ = 0;
-    uint64_t vouched_index_ = 0;
-    bool delivering_append_ = false;
-    bool delivery_accepted_ = false;
-    bool delivery_rejected_ = false;
+    AppendVouching vouching_; /* clamps our AppendEntries answers (append_vouching.h) */
     struct raft_transfer *transfer_ = nullptr;
 };
 

@@ -8,6 +8,8 @@
 
 #include <map>
 
+#include "append_vouching.h"
+
 extern "C" {
 #include <raft.h>
 #include <raft/fixture.h>
@@ -77,6 +79,53 @@ inline void install_io_shim(struct raft_io *io)
     shim.truncate = io->truncate;
     io->append = shim_append;
     io->truncate = shim_truncate;
+}
+
+/* ---- RaftGroup's follower-side workaround, on the fixture's I/O ----
+ *
+ * The worker runs c-raft with its AppendEntries answers clamped to what the
+ * leader vouched for (replication/append_vouching.h); a test that means to
+ * run c-raft as the worker does installs the same on each fixture server. */
+struct VouchShim {
+    atomix::AppendVouching vouching;
+    int (*start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
+    int (*send)(struct raft_io *, struct raft_io_send *, const struct raft_message *, raft_io_send_cb) = nullptr;
+    raft_io_recv_cb recv = nullptr;
+};
+inline std::map<struct raft_io *, VouchShim> vouch_shims;
+
+inline void vouch_shim_recv(struct raft_io *io, struct raft_message *msg)
+{
+    VouchShim &shim = vouch_shims.at(io);
+    shim.vouching.before_receive(*msg);
+    shim.recv(io, msg);
+    shim.vouching.after_receive(*msg, raft_last_index(static_cast<struct raft *>(io->data)));
+}
+
+inline int vouch_shim_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    VouchShim &shim = vouch_shims.at(io);
+    shim.recv = recv;
+    return shim.start(io, msecs, tick, vouch_shim_recv);
+}
+
+inline int vouch_shim_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *message,
+                           raft_io_send_cb cb)
+{
+    struct raft_message msg = *message; /* the fixture copies it */
+    vouch_shims.at(io).vouching.on_send(msg);
+    return vouch_shims.at(io).send(io, req, &msg, cb);
+}
+
+/* Before raft_fixture_start. */
+inline void install_vouch_shim(struct raft_io *io)
+{
+    VouchShim &shim = vouch_shims[io];
+    shim = VouchShim{};
+    shim.start = io->start;
+    shim.send = io->send;
+    io->start = vouch_shim_start;
+    io->send = vouch_shim_send;
 }
 
 } // namespace unit

@@ -91,6 +91,9 @@ bool apply_entry(Sim &sim, Replica &r, uint64_t index, const std::string &data)
     std::string where = "node " + std::to_string(r.node + 1) + " partition " + std::to_string(r.part) +
                         " entry " + std::to_string(index);
     size_t h = std::hash<std::string>()(data);
+    if (sim.trace && getenv("SIM_TRACE_APPLY"))
+        sim.log(where + " applies bytes " + std::to_string(h % 100000) + " (term " +
+                std::to_string(sim.raft(r.part, r.node)->current_term) + ")");
     auto eh = part.entry_hash.emplace(index, h);
     if (!eh.second && eh.first->second != h)
         sim.problem(where + ": different bytes than another replica applied there");

@@ -59,6 +59,7 @@ std::unique_ptr<Sim> make_sim(uint64_t seed, unsigned n, unsigned parts, bool ov
             if (raft_fixture_grow(&part->f, &r->fsm) != 0)
                 sim->problem("raft_fixture_grow failed");
             install_io_shim(&part->f.servers[i].io);
+            install_vouch_shim(&part->f.servers[i].io); /* as RaftGroup runs c-raft */
             part->replicas.push_back(std::move(r));
         }
         for (unsigned i = 0; i < n; i++) {
