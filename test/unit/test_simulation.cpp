@@ -28,7 +28,7 @@
  * replica holds the same state, and every key's history is linearizable
  * (test/chaos/src/lin.cpp; undecidable counts as a failure).
  *
- * Knobs: SIM_SEEDS=N (seeds per test, default 300), SIM_FIRST=S (first
+ * Knobs: SIM_SEEDS=N (seeds per test, default 2000; 200 under ASan), SIM_FIRST=S (first
  * seed), SIM_SEED=S (only S, with a trace), SIM_OVERLAP=1 (faults overlap,
  * never more than a minority), SIM_DURATION_MS (simulated workload time).
  */
@@ -41,6 +41,11 @@
 #include "sim/sim.h"
 
 using namespace sim;
+
+/* seeds a run takes without SIM_SEEDS (the ASan build runs fewer) */
+#ifndef SIM_DEFAULT_SEEDS
+#define SIM_DEFAULT_SEEDS 2000
+#endif
 
 namespace {
 
@@ -91,7 +96,7 @@ static void seeds_run_clean(void **)
     Coverage cov;
     unsigned failed = 0;
     {
-        uint64_t count = env_u64("SIM_SEEDS", 300);
+        uint64_t count = env_u64("SIM_SEEDS", SIM_DEFAULT_SEEDS);
         std::string report = run_seeds("simulation", env_u64("SIM_FIRST", 1), count, cov, &failed);
         snprintf(failure, sizeof failure, "%s", report.c_str());
     }
