@@ -13,6 +13,18 @@ using namespace unit;
 
 /* ---- clients ---- */
 
+/* A caller's command: recorded as call `c` (answered through in_flight)
+ * and queued like the worker queues a backend's request.  Returns the
+ * call's index. */
+size_t submit_call(Sim &sim, Node &node, unsigned part, Call c, const Command &cmd)
+{
+    c.invoke = sim.now;
+    c.request_id = submit_internal(sim, node, part, cmd);
+    sim.calls.push_back(c);
+    node.in_flight[c.request_id] = sim.calls.size() - 1;
+    return sim.calls.size() - 1;
+}
+
 /* lock_acquire (try) or, if the client holds a lock, lock_release — with
  * src/session.cpp's attach_session in front. */
 void start_lock_call(Sim &sim, Node &node, unsigned client)
@@ -42,7 +54,6 @@ void start_lock_call(Sim &sim, Node &node, unsigned client)
     cmd.arg1 = 0; /* try: no waiting */
     cmd.session = cs.id;
     cmd.epoch = node.epoch;
-    cmd.request_id = new_request_id(node);
     Call c;
     c.node = node.i;
     c.client = client;
@@ -50,18 +61,7 @@ void start_lock_call(Sim &sim, Node &node, unsigned client)
     c.lock_call = true;
     c.release = release;
     c.session = cs.id;
-    c.invoke = sim.now;
-    c.request_id = cmd.request_id;
-    sim.calls.push_back(c);
-    node.in_flight[cmd.request_id] = sim.calls.size() - 1;
-    node.client_call[client] = (long)sim.calls.size() - 1;
-    QueuedCommand qc;
-    qc.request_id = cmd.request_id;
-    encode_command(cmd, qc.encoded);
-    qc.origin = node.i + 1;
-    qc.queued_us = sim.now;
-    qc.deadline_us = sim.now + kUnavailableUs;
-    node.router->submit((int32_t)part, std::move(qc));
+    node.client_call[client] = (long)submit_call(sim, node, part, c, cmd);
 }
 
 void start_call(Sim &sim, Node &node, unsigned client)
@@ -74,7 +74,6 @@ void start_call(Sim &sim, Node &node, unsigned client)
     c.node = node.i;
     c.client = client;
     c.key = (unsigned)sim.below(kKeys);
-    c.invoke = sim.now;
     std::string key = "k" + std::to_string(c.key);
     Command cmd;
     bool counter = c.key % 2 == 0;
@@ -102,18 +101,7 @@ void start_call(Sim &sim, Node &node, unsigned client)
         cmd = cmd_of(Op::Barrier);
     }
     uint32_t part = c.key % sim.parts;
-    cmd.request_id = ((uint64_t)(node.i + 1) << 48) | ((node.incarnation & 0xffff) << 32) | ++node.counter;
-    c.request_id = cmd.request_id;
-    QueuedCommand qc;
-    qc.request_id = cmd.request_id;
-    encode_command(cmd, qc.encoded);
-    qc.origin = node.i + 1;
-    qc.queued_us = sim.now;
-    qc.deadline_us = sim.now + kUnavailableUs;
-    sim.calls.push_back(c);
-    node.in_flight[cmd.request_id] = sim.calls.size() - 1;
-    node.client_call[client] = (long)sim.calls.size() - 1;
-    node.router->submit((int32_t)part, std::move(qc));
+    node.client_call[client] = (long)submit_call(sim, node, part, c, cmd);
 }
 
 void run_clients(Sim &sim, Node &node)

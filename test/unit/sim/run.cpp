@@ -164,24 +164,10 @@ void check_available(Sim &sim)
             size_t ci = 0;
             bool ok = false;
             while (!ok && sim.now - start < 10000000) {
-                Command cmd = counter_cmd(Op::CounterIncr, "probe", 1);
-                cmd.request_id =
-                    ((uint64_t)(node->i + 1) << 48) | ((node->incarnation & 0xffff) << 32) | ++node->counter;
                 Call c;
                 c.node = node->i;
                 c.key = 1000000; /* not a checked key */
-                c.invoke = sim.now;
-                c.request_id = cmd.request_id;
-                sim.calls.push_back(c);
-                ci = sim.calls.size() - 1;
-                node->in_flight[cmd.request_id] = ci;
-                QueuedCommand qc;
-                qc.request_id = cmd.request_id;
-                encode_command(cmd, qc.encoded);
-                qc.origin = node->i + 1;
-                qc.queued_us = sim.now;
-                qc.deadline_us = sim.now + kUnavailableUs;
-                node->router->submit((int32_t)p, std::move(qc));
+                ci = submit_call(sim, *node, p, c, counter_cmd(Op::CounterIncr, "probe", 1));
                 while (sim.calls[ci].outcome == Outcome::Pending && sim.now - start < 10000000)
                     tick(sim, false);
                 ok = sim.calls[ci].outcome == Outcome::Ok;

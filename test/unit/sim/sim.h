@@ -274,6 +274,7 @@ int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf);
 void restart_halted(Sim &sim, Replica &r);
 
 /* clients.cpp: clients' calls and a node's loop turn */
+size_t submit_call(Sim &sim, Node &node, unsigned part, Call c, const atomix::Command &cmd);
 void run_clients(Sim &sim, Node &node);
 void turn(Sim &sim, Node &node);
 
