@@ -79,8 +79,10 @@ void Worker::on_io_error(Partition &p, int status, const std::string &message)
  * another leader may be applied there: 40003. */
 void Worker::answer_queued_of_halted(Partition &p)
 {
-    router_->fail_all(p.id, "atomix: partition " + std::to_string(p.id) +
-                                " is halted on this node after a failure (" + p.last_error + ")");
+    std::string why = "atomix: partition " + std::to_string(p.id) +
+                      " is halted on this node after a failure (" + p.last_error + ")";
+    router_->fail_all(p.id, why);
+    reads_->fail_all(p.id, why);
 }
 
 /* Creates and starts the partition's Raft group; false (with the reason

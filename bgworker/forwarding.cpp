@@ -98,6 +98,12 @@ void Worker::on_frame(uint32_t peer, FrameType type, const char *data, size_t le
         case FrameType::ForwardReply:
             router_->on_forward_reply(peer, data, len);
             return;
+        case FrameType::ReadConfirm:
+        case FrameType::ReadConfirmAck:
+        case FrameType::ReadIndexAsk:
+        case FrameType::ReadIndexAnswer:
+            reads_->on_frame(peer, type, data, len);
+            return;
         default:
             return;
         }

@@ -431,6 +431,7 @@ void Worker::start_partitions()
     make_dir(base);
     /* before any group starts: raft_start may already apply entries */
     router_ = std::make_unique<RequestRouter>(static_cast<RouterHost &>(*this), (size_t)atomix_partitions);
+    reads_ = std::make_unique<ReadIndex>(static_cast<ReadIndexHost &>(*this), (size_t)atomix_partitions);
     for (int32_t i = 0; i < atomix_partitions; i++) {
         auto p = std::make_unique<Partition>(this, i);
         p->sm.set_request_log(cluster_->nodes().size() > 1);
@@ -503,6 +504,7 @@ void Worker::queue_requests()
             continue;
         }
         req->parts_pending = (int)targets.size();
+        bool is_read = !t.payload.empty() && static_cast<Op>(static_cast<uint8_t>(t.payload[0])) == Op::Barrier;
         if (targets.size() == 1 && !t.payload.empty()) {
             Op op = static_cast<Op>(static_cast<uint8_t>(t.payload[0]));
             if (grants_to_session(op, 1)) {
@@ -513,6 +515,13 @@ void Worker::queue_requests()
             }
         }
         for (Partition *p : targets) {
+            if (is_read) {
+                /* a linearizable read's barrier: a read index, no log entry */
+                uint64_t id = new_request_id();
+                in_flight_[id] = req;
+                reads_->submit(p->id, id, now + (int64_t)atomix_unavailable_timeout_ms * 1000);
+                continue;
+            }
             QueuedCommand qc;
             qc.request_id = new_request_id();
             qc.encoded = t.payload;
@@ -600,6 +609,8 @@ long Worker::next_timeout_ms(int64_t now_us)
             consider_at(p->phase == GroupPhase::Stopped ? p->restart_at_us : mono_us + 50000, mono_us);
     }
     int64_t deadline = router_ ? router_->next_deadline_us() : INT64_MAX;
+    if (reads_)
+        deadline = std::min(deadline, reads_->next_deadline_us());
     if (deadline != INT64_MAX)
         consider_at(deadline, mono_us);
     consider_at(next_keep_alive_us_, now_us);
@@ -625,6 +636,7 @@ void Worker::finish_turn()
         }
         txn_.commit();
     }
+    reads_applied();
     vet_grants();
     deliver_replies(ready_);
     ready_.clear();
@@ -706,6 +718,7 @@ void Worker::turn(long timeout_ms)
         p->group->poll();
     /* a partition that just became leader can take what waited for it */
     propose_queued(now);
+    reads_->pump(mono);
     router_->resend_stalled();
     balance_leaders(mono);
     expire_unavailable(mono);
@@ -718,6 +731,8 @@ void Worker::turn(long timeout_ms)
 
 void Worker::flush_transport()
 {
+    if (reads_)
+        reads_->flush();
     if (transport_)
         transport_->flush();
 }

@@ -24,6 +24,7 @@
 #include "node_transport.h"
 #include "pg_storage.h"
 #include "raft_group.h"
+#include "read_index.h"
 #include "request_queue.h"
 #include "request_router.h"
 #include "grant_gate.h"
@@ -134,7 +135,7 @@ struct Proposal {
     bool is_tick = false;
 };
 
-class Worker : private RouterHost {
+class Worker : private ReadIndexHost {
   public:
     /* Runs until SIGTERM; throws on unrecoverable errors (the worker then
      * exits and is restarted, replaying the Raft log). */
@@ -164,6 +165,12 @@ class Worker : private RouterHost {
     int64_t monotonic_us() override;
     int64_t unavailable_timeout_us() override;
     void fail_request(uint64_t request_id, RouteFailure why, const std::string &message) override;
+    /* ReadIndexHost (reads.cpp): linearizable reads without a log write */
+    bool leader_read_state(int32_t partition, uint64_t *term, uint64_t *commit_index) override;
+    uint64_t current_term(int32_t partition) override;
+    std::vector<uint32_t> voters(int32_t partition) override;
+    void read_ready(uint64_t request_id) override;
+    void reads_applied();
     void balance_leaders(int64_t now_us);
     void start_loop();
     void start_partitions();
@@ -230,6 +237,8 @@ class Worker : private RouterHost {
     std::unique_ptr<NodeTransport> transport_;
     /* queues, forwards and resends of every partition's commands */
     std::unique_ptr<RequestRouter> router_;
+    /* linearizable reads: read indexes confirmed by a quorum */
+    std::unique_ptr<ReadIndex> reads_;
     std::unordered_map<uint64_t, PendingWait> waits_;
     std::unordered_map<uint64_t, KeepAliveSent> keep_alives_;
     std::vector<char> had_sessions_; /* by partition, at the last keep-alive round */

@@ -60,6 +60,11 @@ enum class FrameType : uint8_t {
     Forward = 11,
     ForwardReply = 12,
     Ping = 13,
+    /* linearizable reads (read_index.h) */
+    ReadConfirm = 14,
+    ReadConfirmAck = 15,
+    ReadIndexAsk = 16,
+    ReadIndexAnswer = 17,
 };
 
 /* Liveness timing (see the file comment). */

@@ -117,6 +117,19 @@ class RaftGroup {
         return 0;
     }
     uint64_t commit_index() { return raft_.commit_index; }
+    /* Leading, with an entry of the current term committed (the barrier
+     * poll() appends on election): only then does the commit index cover
+     * everything earlier leaders committed, and may serve as a read index
+     * (read_index.h). */
+    bool read_index_state(uint64_t *term, uint64_t *commit)
+    {
+        if (!is_leader() || term_start_index_ == 0 || raft_.current_term != leader_term_ ||
+            raft_.commit_index < term_start_index_)
+            return false;
+        *term = raft_.current_term;
+        *commit = raft_.commit_index;
+        return true;
+    }
     uint64_t last_applied() { return raft_last_applied(&raft_); }
     /* The index of the entry the FSM is being asked to apply right now. */
     uint64_t applying_index() { return raft_last_applied(&raft_) + 1; }

@@ -18,7 +18,6 @@ extern "C" {
 #include "client.h"
 #include "guc.h"
 #include "pg_bridge.h"
-#include "planted_bugs.h"
 #include "shmem.h"
 
 namespace atomix {
@@ -231,7 +230,7 @@ Reply submit(int32_t partition, const Command &cmd)
 
 void read_barrier(int32_t partition)
 {
-    if (atomix_read_consistency == ATOMIX_READ_SEQUENTIAL || kPlantUnconfirmedRead) {
+    if (atomix_read_consistency == ATOMIX_READ_SEQUENTIAL) {
         check_session_usable();
         return;
     }

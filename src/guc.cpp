@@ -67,8 +67,9 @@ void atomix_define_gucs(void)
 
     DefineCustomEnumVariable(
         "atomix.read_consistency", "Consistency of atomix reads.",
-        "linearizable reads wait for a Raft round on the leader; sequential reads read the "
-        "local replica.",
+        "linearizable reads wait until the leader confirmed its leadership with a quorum and "
+        "the local replica applied the leader's commit index; sequential reads read the local "
+        "replica.",
         &atomix_read_consistency, ATOMIX_READ_LINEARIZABLE, read_consistency_options, PGC_USERSET,
         0, NULL, NULL, NULL);
 

@@ -10,8 +10,9 @@
  *                    still waiting on; the leader keeps copies it holds
  *                    (the one-way-partition outage of atomix 0.1)
  *   no_request_log   the request log is never consulted: retries re-apply
- *   unconfirmed_read a linearizable read skips its Raft round (reads the
- *                    local replica, which may be stale)
+ *   unconfirmed_read a leader takes its commit index as a read index without
+ *                    confirming it still leads (a deposed leader answers
+ *                    reads from its stale replica)
  *   stale_grant      grants are answered even when the node no longer
  *                    vouches for the session (no grant gate, no backend check)
  */
