@@ -1,7 +1,8 @@
 # atomix — PGXS build of a C++17 Postgres extension.
 EXTENSION = atomix
 MODULE_big = atomix
-DATA = sql/atomix--0.1.sql sql/atomix--0.2.sql sql/atomix--0.1--0.2.sql
+DATA = sql/atomix--0.1.sql sql/atomix--0.2.sql sql/atomix--0.3.sql sql/atomix--0.1--0.2.sql \
+       sql/atomix--0.2--0.3.sql
 PGFILEDESC = "atomix - Raft-replicated distributed primitives"
 
 SRCS = $(wildcard src/*.cpp) $(wildcard bgworker/*.cpp) $(wildcard replication/*.cpp) \
@@ -20,7 +21,7 @@ SHLIB_LINK = -lraft -luv -lstdc++
 
 # pg_regress suites (sql/<name>.sql, expected/<name>.out); run by test/run-tests
 # against a server started with atomix preloaded.
-REGRESS = map counter errors topology coordination
+REGRESS = map counter errors topology coordination table_writes
 REGRESS_OPTS = --use-existing --dbname=postgres
 
 # No LLVM bitcode: the JIT inlining build does not know our C++17 flags.

@@ -95,8 +95,11 @@ bool Worker::start_group(Partition &p)
      * raft_init leaves libuv requests pointing into the group.  Freeing it
      * crashed the worker under full disks (test/chaos).  A retired group
      * costs some kB; halts are rare and backed off. */
-    if (p.group)
+    if (p.group) {
+        p.retired_proposals += p.group->proposals();
+        p.retired_log_writes += p.group->log_writes();
         retired_groups_.push_back(std::move(p.group));
+    }
     p.group = std::make_unique<RaftGroup>(&loop_, p.raft_config, &p.fsm);
     try {
         p.group->start();

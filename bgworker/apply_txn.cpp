@@ -13,6 +13,7 @@ extern "C" {
 
 #include "apply_txn.h"
 #include "pg_bridge.h"
+#include "table_writer.h"
 
 namespace atomix {
 
@@ -70,6 +71,7 @@ void ApplyTxn::commit()
 {
     if (!active_)
         return;
+    close_table_writers();
     active_ = false;
     pg_guard([] {
         SPI_finish();
@@ -87,6 +89,7 @@ void ApplyTxn::abort()
     active_ = false;
     in_entry_ = false;
     pg_guard([] { AbortCurrentTransaction(); });
+    forget_table_writers();
 }
 
 } // namespace atomix

@@ -160,6 +160,7 @@ void Worker::balance_leaders(int64_t now_us)
         bool leader = p->group->is_leader();
         if (leader && !p->was_leader) {
             p->leader_since_us = now_us;
+            p->stats.elections_won++;
             Command renew;
             renew.op = Op::LeasesRenew;
             for (const NodeAddress &n : cluster_->nodes())

@@ -228,10 +228,22 @@ void PgStorage::store_meta(const PartitionMeta &meta)
     meta_dirty_ = true;
 }
 
+/* One row per partition in atomix.partition_state, all written through one
+ * writer. */
+static TableWriter meta_writer("partition_state");
+
 void PgStorage::flush_meta()
 {
     if (!meta_dirty_)
         return;
+    if (meta_writer.usable()) {
+        Datum row[3] = {Int32GetDatum(partition_), Int64GetDatum((int64)meta_.applied_index),
+                        TimestampTzGetDatum(to_timestamptz(meta_.log_time_us))};
+        bool nulls[3] = {false, false, false};
+        meta_writer.upsert(row, nulls);
+        meta_dirty_ = false;
+        return;
+    }
     Datum args[2] = {Int64GetDatum((int64)meta_.applied_index),
                      TimestampTzGetDatum(to_timestamptz(meta_.log_time_us))};
     exec(META_PUT, args, NULL);
@@ -272,6 +284,14 @@ std::optional<MapRow> PgStorage::map_get(char kind, const std::string &map, cons
 
 void PgStorage::map_put(char kind, const std::string &map, const std::string &key, const MapRow &row)
 {
+    if (map_writer_.usable()) {
+        Datum cols[7] = {Int32GetDatum(partition_), CharGetDatum(kind), text_datum(map), text_datum(key),
+                         bytea_datum(row.value), Int64GetDatum(row.version),
+                         TimestampTzGetDatum(to_timestamptz(row.expires_at_us.value_or(0)))};
+        bool nulls[7] = {false, false, false, false, false, false, !row.expires_at_us};
+        map_writer_.upsert(cols, nulls);
+        return;
+    }
     Datum args[6] = {text_datum(map), text_datum(key), bytea_datum(row.value),
                      Int64GetDatum(row.version),
                      TimestampTzGetDatum(to_timestamptz(row.expires_at_us.value_or(0))),
@@ -313,6 +333,13 @@ std::optional<ObjectRow> PgStorage::object_get(char kind, const std::string &nam
 
 void PgStorage::object_put(char kind, const std::string &name, const ObjectRow &row)
 {
+    if (object_writer_.usable()) {
+        Datum cols[5] = {Int32GetDatum(partition_), CharGetDatum(kind), text_datum(name),
+                         bytea_datum(row.state), Int64GetDatum(row.deadline_us.value_or(0))};
+        bool nulls[5] = {false, false, false, false, !row.deadline_us};
+        object_writer_.upsert(cols, nulls);
+        return;
+    }
     Datum args[4] = {CharGetDatum(kind), text_datum(name), bytea_datum(row.state),
                      Int64GetDatum(row.deadline_us.value_or(0))};
     char nulls[5] = "    ";
@@ -380,6 +407,12 @@ std::optional<int64_t> PgStorage::counter_get(const std::string &name)
 
 void PgStorage::counter_put(const std::string &name, int64_t value)
 {
+    if (counter_writer_.usable()) {
+        Datum cols[3] = {Int32GetDatum(partition_), text_datum(name), Int64GetDatum(value)};
+        bool nulls[3] = {false, false, false};
+        counter_writer_.upsert(cols, nulls);
+        return;
+    }
     Datum args[2] = {text_datum(name), Int64GetDatum(value)};
     exec(COUNTER_PUT, args, NULL);
 }
@@ -473,6 +506,21 @@ std::vector<RequestRecord> PgStorage::request_lookup_many(const std::vector<uint
 
 void PgStorage::request_record(const std::vector<RequestRecord> &records)
 {
+    /* before the insert: an id the filter has and the table lacks (the
+     * insert failed and rolled back) costs a lookup; the reverse would
+     * apply a request twice */
+    for (const RequestRecord &r : records)
+        request_filter_.add(r.request_id, r.recorded_at_us);
+    if (request_writer_.usable()) {
+        for (const RequestRecord &r : records) {
+            Datum cols[5] = {Int32GetDatum(partition_), Int64GetDatum((int64)r.request_id),
+                             Int16GetDatum((int16)r.code), Int64GetDatum(r.value),
+                             Int64GetDatum(r.recorded_at_us)};
+            bool nulls[5] = {false, false, false, false, false};
+            request_writer_.upsert(cols, nulls);
+        }
+        return;
+    }
     Datum args[4];
     pg_guard([&] {
         int n = (int)records.size();
@@ -491,11 +539,6 @@ void PgStorage::request_record(const std::vector<RequestRecord> &records)
         args[2] = PointerGetDatum(construct_array(values, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
         args[3] = PointerGetDatum(construct_array(times, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
     });
-    /* before the insert: an id the filter has and the table lacks (the
-     * insert failed and rolled back) costs a lookup; the reverse would
-     * apply a request twice */
-    for (const RequestRecord &r : records)
-        request_filter_.add(r.request_id, r.recorded_at_us);
     exec(REQUEST_PUT, args, NULL);
 }
 

@@ -16,13 +16,20 @@ extern "C" {
 }
 
 #include "request_filter.h"
+#include "table_writer.h"
 #include "state_machine.h"
 
 namespace atomix {
 
 class PgStorage : public PartitionStorage {
   public:
-    explicit PgStorage(int32_t partition) : partition_(partition) {}
+    explicit PgStorage(int32_t partition)
+        : partition_(partition), map_writer_("map_data_p" + std::to_string(partition)),
+          counter_writer_("counter_data_p" + std::to_string(partition)),
+          object_writer_("object_data_p" + std::to_string(partition)),
+          request_writer_("request_log_p" + std::to_string(partition))
+    {
+    }
 
     PartitionMeta load_meta() override;
     void store_meta(const PartitionMeta &meta) override;
@@ -108,6 +115,11 @@ class PgStorage : public PartitionStorage {
 
     int32_t partition_;
     SPIPlanPtr plans_[STMT_COUNT] = {};
+    /* the hot writes, without SQL (table_writer.h) */
+    TableWriter map_writer_;
+    TableWriter counter_writer_;
+    TableWriter object_writer_;
+    TableWriter request_writer_;
     /* which ids are certainly not in request_log_p<N> (request_filter.h) */
     RequestFilter request_filter_;
     void ensure_request_filter();

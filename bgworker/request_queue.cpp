@@ -112,6 +112,7 @@ void publish_replica_status(const std::vector<ReplicaStatus> &replicas,
         s->duplicates_dropped = replicas[i].duplicates_dropped;
         s->stalled = replicas[i].stalled;
         s->commits_unstuck = replicas[i].commits_unstuck;
+        s->stats = replicas[i].stats;
     }
     atomix_shared->status_updated_at = now;
     LWLockRelease(atomix_shared->lock);

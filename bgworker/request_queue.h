@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "partition_stats.h"
+
 namespace atomix {
 
 struct TakenRequest {
@@ -55,6 +57,7 @@ struct ReplicaStatus {
     uint64_t duplicates_dropped = 0;
     bool stalled = false;
     uint64_t commits_unstuck = 0;
+    AtomixPartitionStats stats = {};
 };
 struct NodeStatus {
     uint32_t id = 0;

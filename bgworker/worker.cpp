@@ -150,6 +150,16 @@ static void proposal_cb(void *arg, int status, const char *errmsg)
     delete proposal;
 }
 
+/* Commands packed in an entry (0 for one that does not decode). */
+static uint64_t entry_command_count(const void *data, size_t len)
+{
+    try {
+        return EntryReader(data, len).header().count;
+    } catch (const std::exception &) {
+        return 0;
+    }
+}
+
 /* ---- state machine callbacks ---- */
 
 /* Applies one committed entry in a subtransaction of its own.  If anything
@@ -171,6 +181,7 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
     /* what this loop turn has sent so far must not wait for the apply */
     flush_transport();
     size_t events_before = events_.size();
+    int64_t apply_started_us = mono_now_us();
     txn_.begin_entry();
     try {
         p.sm.set_event_sink(&events_);
@@ -199,6 +210,10 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
         return;
     }
     p.touched = true;
+    p.stats.entries_applied++;
+    p.stats.bytes_applied += len;
+    p.stats.commands_applied += entry_command_count(data, len);
+    p.stats.apply_us += (uint64_t)(mono_now_us() - apply_started_us);
     /* sessions the log closed: no grant to them may go out in this turn,
      * and this node's backends learn it on their next call */
     for (uint64_t session : closed_sessions_) {
@@ -658,6 +673,14 @@ void Worker::publish_status()
         status[i].duplicates_dropped = router_->duplicates_dropped(p.id) + p.sm.duplicates_answered();
         status[i].stalled = p.stalled;
         status[i].commits_unstuck = p.group->commits_unstuck();
+        status[i].stats = p.stats;
+        status[i].stats.proposals = p.retired_proposals + p.group->proposals();
+        status[i].stats.log_writes = p.retired_log_writes + p.group->log_writes();
+        status[i].stats.forwarded = router_->forwarded(p.id);
+        status[i].stats.forwards_taken = router_->forwards_taken(p.id);
+        status[i].stats.read_rounds = reads_->rounds(p.id);
+        status[i].stats.reads_confirmed = reads_->reads_confirmed(p.id);
+        status[i].stats.reads_served = reads_->reads_served(p.id);
         RaftGroup &g = *partitions_[i]->group;
         status[i].role = g.state();
         status[i].leader_node = (int)g.leader_id();

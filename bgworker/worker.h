@@ -108,8 +108,12 @@ struct Partition {
     bool stalled = false;
     uint64_t stalls = 0;
 
-    /* counters shown in atomix.partitions */
+    /* counters shown in atomix.partitions and atomix.stats */
     uint64_t apply_failures = 0;
+    AtomixPartitionStats stats = {};
+    /* proposals and log writes of the groups a halt retired */
+    uint64_t retired_proposals = 0;
+    uint64_t retired_log_writes = 0;
 };
 
 /* A backend waiting for a lock or permits: if it stops waiting (cancel,

@@ -79,7 +79,7 @@ static bool compute_placement(Placement *out, char *problem, size_t problem_len)
     }
 }
 
-enum TopologyTable { TOPOLOGY_NODES, TOPOLOGY_PARTITIONS, TOPOLOGY_REPLICAS };
+enum TopologyTable { TOPOLOGY_NODES, TOPOLOGY_PARTITIONS, TOPOLOGY_REPLICAS, TOPOLOGY_STATS };
 
 struct TopologyScan {
     TopologyTable table;
@@ -87,6 +87,7 @@ struct TopologyScan {
     int next;
     bool worker_running;
     TimestampTz updated_at;
+    TimestampTz worker_started_at;
     int npartitions;
     AtomixReplicaStatus replicas[ATOMIX_MAX_PARTITIONS];
     int32 nnodes_seen;
@@ -108,13 +109,15 @@ static TopologyTable table_option(List *options)
             return TOPOLOGY_PARTITIONS;
         if (strcmp(value, "replicas") == 0)
             return TOPOLOGY_REPLICAS;
+        if (strcmp(value, "stats") == 0)
+            return TOPOLOGY_STATS;
         ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
                         errmsg("atomix_fdw: unknown table \"%s\"", value),
-                        errhint("Use table 'nodes', 'partitions' or 'replicas'.")));
+                        errhint("Use table 'nodes', 'partitions', 'replicas' or 'stats'.")));
     }
     ereport(ERROR, (errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
                     errmsg("atomix_fdw: foreign table needs the option \"table\""),
-                    errhint("Use OPTIONS (table 'nodes'), 'partitions' or 'replicas'.")));
+                    errhint("Use OPTIONS (table 'nodes'), 'partitions', 'replicas' or 'stats'.")));
     return TOPOLOGY_NODES; /* unreachable */
 }
 
@@ -171,15 +174,16 @@ static void begin_scan(ForeignScanState *node, int)
     LWLockAcquire(atomix_shared->lock, LW_SHARED);
     scan->worker_running = atomix_shared->worker_phase == WORKER_RUNNING;
     scan->updated_at = atomix_shared->status_updated_at;
+    scan->worker_started_at = atomix_shared->worker_started_at;
     memcpy(scan->replicas, atomix_shared->replicas, sizeof(scan->replicas));
     scan->nnodes_seen = atomix_shared->nnodes;
     memcpy(scan->nodes, atomix_shared->nodes, sizeof(scan->nodes));
     LWLockRelease(atomix_shared->lock);
 
     int nnodes = scan->placement.nnodes;
-    scan->nrows = scan->table == TOPOLOGY_NODES        ? nnodes
-                  : scan->table == TOPOLOGY_PARTITIONS ? scan->npartitions
-                                                       : scan->npartitions * nnodes;
+    scan->nrows = scan->table == TOPOLOGY_NODES     ? nnodes
+                  : scan->table == TOPOLOGY_REPLICAS ? scan->npartitions * nnodes
+                                                     : scan->npartitions;
     node->fdw_state = scan;
 }
 
@@ -288,6 +292,30 @@ static void fill_replica(TopologyScan *scan, int row, TupleTableSlot *slot)
     set_column(slot, "lag", Int64GetDatum(lag), !known);
 }
 
+/* stats: one row per partition, what this node's replica did since its
+ * raft worker started. */
+static void fill_stats(TopologyScan *scan, int p, TupleTableSlot *slot)
+{
+    const AtomixReplicaStatus *r = &scan->replicas[p];
+    const AtomixPartitionStats *s = &r->stats;
+    set_column(slot, "partition_id", Int32GetDatum(p), false);
+    set_column(slot, "role", CStringGetTextDatum(scan->worker_running ? role_name(r->role) : "unavailable"),
+               false);
+    set_column(slot, "since", TimestampTzGetDatum(scan->worker_started_at), scan->worker_started_at == 0);
+    set_column(slot, "proposals", Int64GetDatum((int64)s->proposals), false);
+    set_column(slot, "log_writes", Int64GetDatum((int64)s->log_writes), false);
+    set_column(slot, "entries_applied", Int64GetDatum((int64)s->entries_applied), false);
+    set_column(slot, "commands_applied", Int64GetDatum((int64)s->commands_applied), false);
+    set_column(slot, "bytes_applied", Int64GetDatum((int64)s->bytes_applied), false);
+    set_column(slot, "apply_time", Float8GetDatum((double)s->apply_us / 1000.0), false);
+    set_column(slot, "forwarded", Int64GetDatum((int64)s->forwarded), false);
+    set_column(slot, "forwards_taken", Int64GetDatum((int64)s->forwards_taken), false);
+    set_column(slot, "elections_won", Int64GetDatum((int64)s->elections_won), false);
+    set_column(slot, "read_rounds", Int64GetDatum((int64)s->read_rounds), false);
+    set_column(slot, "reads_confirmed", Int64GetDatum((int64)s->reads_confirmed), false);
+    set_column(slot, "reads_served", Int64GetDatum((int64)s->reads_served), false);
+}
+
 static TupleTableSlot *iterate_scan(ForeignScanState *node)
 {
     TopologyScan *scan = (TopologyScan *)node->fdw_state;
@@ -308,6 +336,9 @@ static TupleTableSlot *iterate_scan(ForeignScanState *node)
         break;
     case TOPOLOGY_REPLICAS:
         fill_replica(scan, scan->next, slot);
+        break;
+    case TOPOLOGY_STATS:
+        fill_stats(scan, scan->next, slot);
         break;
     }
     scan->next++;

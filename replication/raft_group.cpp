@@ -129,6 +129,8 @@ int RaftGroup::propose(const std::string &entry, ProposeDone done, void *arg)
         /* on failure the buffer is still ours */
         raft_free(buf.base);
         delete p;
+    } else {
+        proposals_++;
     }
     return rv;
 }

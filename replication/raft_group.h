@@ -155,6 +155,10 @@ class RaftGroup {
     /* Snapshot loads refused because there is no snapshot to send (see
      * io_snapshot_get). */
     uint64_t snapshot_gets_refused() const { return snapshot_gets_refused_; }
+    /* Entries proposed by this node, and log writes (appends, each made
+     * durable before it completes) handed to raft_uv. */
+    uint64_t proposals() const { return proposals_; }
+    uint64_t log_writes() const { return log_writes_; }
     /* Failed log writes kept from c-raft (see io_append_done). */
     uint64_t appends_withheld() const { return appends_withheld_; }
     /* Snapshots from the leader this group failed to store. */
@@ -244,6 +248,8 @@ class RaftGroup {
     bool io_failed_ = false;        /* raft_uv failed a log write: refuse more */
     uint64_t snapshot_gets_refused_ = 0;
     uint64_t appends_withheld_ = 0;
+    uint64_t proposals_ = 0;
+    uint64_t log_writes_ = 0;
     uint64_t installs_failed_ = 0;
     struct InjectedWriteFault {
         struct raft_io_append *req;

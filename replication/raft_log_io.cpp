@@ -152,6 +152,7 @@ void RaftGroup::start_append(AppendBatch *batch)
         injected_write_faults_.push_back(InjectedWriteFault{&batch->req, fault});
         return;
     }
+    log_writes_++;
     int rv = uv_append_(&io_, &batch->req, batch->entries.data(), (unsigned)batch->entries.size(),
                         io_append_done);
     if (rv != 0) {

@@ -293,6 +293,7 @@ void ReadIndex::applied(int32_t partition, uint64_t applied_index)
             ready.push_back(kv.first);
     for (uint64_t id : ready) {
         q.reads.erase(id);
+        q.reads_served++;
         host_.read_ready(id);
     }
 }

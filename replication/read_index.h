@@ -96,6 +96,8 @@ class ReadIndex {
     /* confirmation rounds this node started as leader / reads they served */
     uint64_t rounds(int32_t partition) const { return parts_[(size_t)partition].rounds_started; }
     uint64_t reads_confirmed(int32_t partition) const { return parts_[(size_t)partition].reads_confirmed; }
+    /* this node's reads answered once their index was applied here */
+    uint64_t reads_served(int32_t partition) const { return parts_[(size_t)partition].reads_served; }
 
   private:
     /* A read of this node's caller. */
@@ -128,6 +130,7 @@ class ReadIndex {
         std::unordered_map<uint32_t, uint64_t> acked; /* voter → highest seq it confirmed in `term` */
         uint64_t rounds_started = 0;
         uint64_t reads_confirmed = 0;
+        uint64_t reads_served = 0;
     };
 
     void ask_for_indexes(int32_t partition, int64_t now_us);

@@ -116,6 +116,7 @@ void RequestRouter::forward_queued(int32_t partition)
             continue;
         }
         uint64_t id = c.request_id;
+        q.forwarded++;
         forwarded_[id] = ForwardedCommand{partition, std::move(c), leader, host_.link_generation(leader),
                                           host_.monotonic_us()};
     }
@@ -150,6 +151,7 @@ void RequestRouter::on_forward(uint32_t peer, const char *data, size_t len)
         q.duplicates_dropped++;
         return;
     }
+    q.forwards_taken++;
     submit(p, std::move(c));
 }
 

@@ -162,6 +162,10 @@ class RequestRouter {
     {
         return parts_[(size_t)partition].duplicates_dropped;
     }
+    /* commands this node forwarded to a leader elsewhere (resends included),
+     * and commands of other nodes it took as the leader */
+    uint64_t forwarded(int32_t partition) const { return parts_[(size_t)partition].forwarded; }
+    uint64_t forwards_taken(int32_t partition) const { return parts_[(size_t)partition].forwards_taken; }
 
   private:
     struct PartitionQueue {
@@ -169,6 +173,8 @@ class RequestRouter {
         std::unordered_multiset<uint64_t> proposing; /* ids in proposals not yet done */
         uint64_t resends = 0;            /* forwards this node resent */
         uint64_t duplicates_dropped = 0; /* copies dropped here while leading */
+        uint64_t forwarded = 0;
+        uint64_t forwards_taken = 0;
     };
 
     void forward_queued(int32_t partition);

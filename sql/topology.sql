@@ -42,6 +42,26 @@ SELECT bool_and(status = 'serving') AS serving, bool_and(last_error IS NULL) AS 
        sum(resends) AS resends, sum(duplicates_dropped) AS duplicates
   FROM atomix.partitions;
 
+-- atomix.stats: one row per partition; a write and a linearizable read of one
+-- key are counted in that key's partition (one node: it leads everything)
+SELECT count(*) = current_setting('atomix.partitions')::int AS one_row_per_partition,
+       bool_and(role = 'leader') AS all_led_here, bool_and(since IS NOT NULL) AS since_known
+  FROM atomix.stats;
+CREATE TEMP TABLE stats_before AS SELECT * FROM atomix.stats;
+SELECT atomix.map_put('stats', 'k', 'v') > 0 AS put, atomix.map_get('stats', 'k') AS got;
+SELECT s.partition_id = d.partition_id AS counted_in_the_key_partition,
+       s.proposals - b.proposals >= 1 AS proposed, s.log_writes - b.log_writes >= 1 AS written,
+       s.entries_applied - b.entries_applied >= 1 AS applied,
+       s.commands_applied - b.commands_applied >= 1 AS commands,
+       s.bytes_applied > b.bytes_applied AS bytes, s.apply_time >= b.apply_time AS time,
+       s.read_rounds - b.read_rounds >= 1 AS read_round, s.reads_served - b.reads_served = 1 AS read_served,
+       s.forwarded = 0 AND s.forwards_taken = 0 AS nothing_forwarded
+  FROM atomix.stats s JOIN stats_before b USING (partition_id)
+  JOIN atomix.map_data d ON d.partition_id = s.partition_id AND d.map = 'stats' AND d.key = 'k';
+SELECT atomix.map_remove('stats', 'k') AS removed;
+DROP TABLE stats_before;
+CREATE FOREIGN TABLE atomix_bad_stats (x int) SERVER atomix_local OPTIONS (table 'statistics');
+
 -- the fault-injection settings are for tests: off by default, and no
 -- session can set them (only the server configuration)
 SELECT name, setting, context FROM pg_settings WHERE name LIKE 'atomix.test%' ORDER BY 1;

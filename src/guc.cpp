@@ -34,6 +34,7 @@ int atomix_test_hold_release = ATOMIX_HOLD_RELEASE_DELIVER;
 int atomix_test_clock_offset_ms = 0;
 char *atomix_test_fail_apply = NULL;
 int atomix_test_segment_size = 0;
+bool atomix_test_sql_writes = false;
 
 static const struct config_enum_entry hold_release_options[] = {
     {"deliver", ATOMIX_HOLD_RELEASE_DELIVER, false},
@@ -163,6 +164,12 @@ void atomix_define_gucs(void)
         "writes into preallocated space and fails only when it prepares the next segment.",
         &atomix_test_segment_size, 0, 0, 64 * 1024 * 1024, PGC_POSTMASTER,
         GUC_UNIT_BYTE | GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+    DefineCustomBoolVariable(
+        "atomix.test_sql_writes", "Test only: the raft worker writes every row by SQL.",
+        "Turns off the direct writes of bgworker/table_writer.h, as a table with triggers "
+        "does: for comparing the two paths in one run.",
+        &atomix_test_sql_writes, false, PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL,
+        NULL, NULL);
 
     MarkGUCPrefixReserved("atomix");
 }

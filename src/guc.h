@@ -35,6 +35,7 @@ extern int atomix_test_hold_release;
 extern int atomix_test_clock_offset_ms;
 extern char *atomix_test_fail_apply;
 extern int atomix_test_segment_size;
+extern bool atomix_test_sql_writes;
 
 void atomix_define_gucs(void);
 

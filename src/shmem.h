@@ -23,6 +23,8 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include "partition_stats.h"
+
 #define ATOMIX_INLINE_PAYLOAD 2048
 #define ATOMIX_REPLY_MESSAGE 256
 #define ATOMIX_ALL_PARTITIONS (-1)
@@ -124,6 +126,7 @@ struct AtomixReplicaStatus {
     uint64 duplicates_dropped;
     bool stalled; /* work waits and nothing was applied for a while */
     uint64 commits_unstuck;
+    AtomixPartitionStats stats;
 };
 
 struct AtomixNodeStatus {

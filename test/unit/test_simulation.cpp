@@ -117,6 +117,9 @@ static void seeds_run_clean(void **)
     assert_true(cov.grants_delivered > 0);
     assert_true(cov.grants_refused > 0);
     assert_true(cov.sessions_expired_here > 0);
+    assert_true(cov.reads_confirmed > 0);
+    assert_true(cov.read_rounds > 0);
+    assert_true(cov.reads_failed > 0);
 }
 
 /* A build with a bug planted (src/planted_bugs.h): the simulation must find
@@ -124,8 +127,10 @@ static void seeds_run_clean(void **)
  * stale_grant: a lock grant delivered after the lock went to someone else. */
 static void catches_the_planted_bug(void **)
 {
-    const char *what = kPlantPoisonedEntry ? "poisoned entry" : "stale grant";
-    const char *sign = kPlantPoisonedEntry ? "failed to apply" : "after the lock was granted again";
+    const char *what = kPlantPoisonedEntry ? "poisoned entry" : kPlantStaleGrant ? "stale grant" : "unconfirmed read";
+    const char *sign = kPlantPoisonedEntry ? "failed to apply"
+                       : kPlantStaleGrant  ? "after the lock was granted again"
+                                           : "not linearizable";
     static char found[512];
     {
         Coverage cov;
@@ -144,7 +149,7 @@ int main(void)
     const struct CMUnitTest planted[] = {
         cmocka_unit_test(catches_the_planted_bug),
     };
-    if (kPlantPoisonedEntry || kPlantStaleGrant)
+    if (kPlantPoisonedEntry || kPlantStaleGrant || kPlantUnconfirmedRead)
         return cmocka_run_group_tests(planted, nullptr, nullptr);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(seeds_run_clean),

@@ -1,7 +1,9 @@
-# 007_upgrade.pl — an atomix 0.1 installation upgrades in place to 0.2 with
-# ALTER EXTENSION atomix UPDATE, keeping its data: the state written under
-# 0.1 reads back the same, atomix.partitions gains its health columns, and
-# the upgraded schema matches a fresh 0.2 install object for object.
+# 007_upgrade.pl — an atomix 0.1 installation upgrades in place to 0.2 and
+# then 0.3 with ALTER EXTENSION atomix UPDATE, keeping its data: the state
+# written under 0.1 reads back the same after each step, atomix.partitions
+# gains its health columns (0.2), atomix.stats appears and counts (0.3), and
+# the upgraded schema matches a fresh 0.3 install object for object.  A 0.2
+# installation goes to 0.3 in one step as well.
 use strict;
 use warnings;
 
@@ -24,7 +26,7 @@ my $before = state_dump($node);
 my ($ret, $out, $err) = $node->psql('postgres', 'SELECT status FROM atomix.partitions LIMIT 1');
 isnt($ret, 0, '0.1 has no status column in atomix.partitions');
 
-$node->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+$node->safe_psql('postgres', "ALTER EXTENSION atomix UPDATE TO '0.2'");
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
 	'0.2', 'updated to 0.2');
 is(state_dump($node), $before, 'the state written under 0.1 is unchanged');
@@ -34,6 +36,20 @@ is($node->safe_psql('postgres',
 	"t|0", 'atomix.partitions shows the health columns after the update');
 is($node->safe_psql('postgres', "SELECT atomix.map_get('m', 'k') || atomix.counter_get('c')"),
 	'v7', 'atomix works after the update');
+($ret, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM atomix.stats');
+isnt($ret, 0, '0.2 has no atomix.stats');
+
+$node->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.3', 'updated to 0.3 (the default version)');
+is(state_dump($node), $before, 'the state written under 0.1 is still unchanged');
+$node->safe_psql('postgres', "SELECT atomix.map_put('m', 'k2', 'w')");
+is($node->safe_psql('postgres',
+		'SELECT count(*), sum(entries_applied) > 0, sum(commands_applied) > 0, sum(proposals) > 0, '
+		  . 'sum(log_writes) > 0, sum(reads_served) > 0 FROM atomix.stats'),
+	'16|t|t|t|t|t', 'atomix.stats shows every partition, with its work counted');
+is($node->safe_psql('postgres', "SELECT atomix.map_get('m', 'k2') || atomix.map_get('m', 'k')"),
+	'wv', 'atomix works after the update to 0.3');
 
 # the upgraded schema equals a fresh install
 my $describe = q{
@@ -47,7 +63,21 @@ my $functions = q{
 my ($upgraded_rel, $upgraded_fn) = map { $node->safe_psql('postgres', $_) } $describe, $functions;
 $node->stop;
 my $fresh = atomix_node('fresh');
-is($fresh->safe_psql('postgres', $describe), $upgraded_rel, 'tables and columns match a fresh 0.2 install');
-is($fresh->safe_psql('postgres', $functions), $upgraded_fn, 'functions match a fresh 0.2 install');
+is($fresh->safe_psql('postgres', $describe), $upgraded_rel, 'tables and columns match a fresh 0.3 install');
+is($fresh->safe_psql('postgres', $functions), $upgraded_fn, 'functions match a fresh 0.3 install');
+$fresh->stop;
+
+# 0.2 -> 0.3 in one step, with data
+my $from2 = atomix_node('from02', create_extension => 0);
+$from2->safe_psql('postgres', "CREATE EXTENSION atomix VERSION '0.2'");
+wait_until_serving($from2);
+$from2->safe_psql('postgres', "SELECT atomix.map_put('m', 'k', 'v'), atomix.counter_incr('c', 3)");
+my $before2 = state_dump($from2);
+$from2->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+is($from2->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.3', '0.2 updated to 0.3');
+is(state_dump($from2), $before2, 'the state written under 0.2 is unchanged');
+is($from2->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.3 install');
+$from2->stop;
 
 done_testing();

@@ -90,7 +90,6 @@ void start_call(Sim &sim, Node &node, unsigned client)
             cmd = counter_cmd(Op::CounterCas, key, c.a, c.b);
         } else {
             c.kind = chaos::LKind::CounterGet;
-            cmd = cmd_of(Op::Barrier);
         }
     } else if (roll < 60) {
         c.kind = chaos::LKind::MapPut;
@@ -98,9 +97,18 @@ void start_call(Sim &sim, Node &node, unsigned client)
         cmd = cmd_of(Op::MapPut, "m", key, "v" + std::to_string(c.a));
     } else {
         c.kind = chaos::LKind::MapGet;
-        cmd = cmd_of(Op::Barrier);
     }
     uint32_t part = c.key % sim.parts;
+    if (c.kind == chaos::LKind::CounterGet || c.kind == chaos::LKind::MapGet) {
+        /* a linearizable read: a read index, then the local replica */
+        c.invoke = sim.now;
+        c.request_id = new_request_id(node);
+        sim.calls.push_back(c);
+        node.in_flight[c.request_id] = sim.calls.size() - 1;
+        node.reads->submit((int32_t)part, c.request_id, sim.now + kUnavailableUs);
+        node.client_call[client] = (long)(sim.calls.size() - 1);
+        return;
+    }
     node.client_call[client] = (long)submit_call(sim, node, part, c, cmd);
 }
 
@@ -138,10 +146,44 @@ void apply_cb(struct raft_apply *req, int status, void *)
     node.router->proposal_done(prop->part, prop->commands, status == 0);
 }
 
+void start_node(Sim &sim, Node &node)
+{
+    node.router = std::make_unique<RequestRouter>(node, sim.parts);
+    node.reads = std::make_unique<ReadIndex>(node, sim.parts);
+    node.term_start.assign(sim.parts, 0);
+    node.leader_term.assign(sim.parts, 0);
+}
+
+/* RaftGroup::poll's bookkeeping of a new term: everything from the next
+ * index on is of our term.  (The worker appends a barrier there; here the
+ * lease renewal every new leader proposes in this turn is that entry.) */
+static void note_terms(Sim &sim, Node &node)
+{
+    for (unsigned p = 0; p < sim.parts; p++) {
+        struct raft *r = sim.raft(p, node.i);
+        if (raft_state(r) != RAFT_LEADER) {
+            node.term_start[p] = 0;
+        } else if (node.term_start[p] == 0 || node.leader_term[p] != r->current_term) {
+            node.term_start[p] = raft_last_index(r) + 1;
+            node.leader_term[p] = r->current_term;
+        }
+    }
+}
+
+/* Reads whose index this node's replica has applied run now. */
+static void serve_reads(Sim &sim, Node &node)
+{
+    for (unsigned p = 0; p < sim.parts; p++)
+        if (!sim.partitions[p]->replicas[node.i]->halted && node.reads->waiting((int32_t)p) > 0)
+            node.reads->applied((int32_t)p, raft_last_applied(sim.raft(p, node.i)));
+}
+
 void turn(Sim &sim, Node &node)
 {
     deliver_grants(sim, node); /* what the applies since the last turn granted */
+    serve_reads(sim, node);
     run_clients(sim, node);
+    note_terms(sim, node);
     maintain_sessions(sim, node);
     renew_leases_as_new_leader(sim, node);
     ProposeFn propose = [&](int32_t part, const std::string &entry, std::vector<QueuedCommand> &commands,
@@ -175,6 +217,10 @@ void turn(Sim &sim, Node &node)
     }
     node.router->resend_stalled();
     node.router->expire(sim.now);
+    for (unsigned p = 0; p < sim.parts; p++)
+        if (sim.partitions[p]->replicas[node.i]->halted)
+            node.reads->fail_all((int32_t)p, "partition halted");
+    node.reads->pump(sim.now);
 }
 
 } // namespace sim

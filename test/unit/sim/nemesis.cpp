@@ -20,7 +20,10 @@ void crash(Sim &sim, Node &node)
     }
     node.in_flight.clear();
     std::fill(node.client_call.begin(), node.client_call.end(), -1);
+    for (unsigned p = 0; p < sim.parts; p++)
+        sim.cov.read_rounds += node.reads->rounds((int32_t)p);
     node.router.reset();
+    node.reads.reset();
     /* its sessions die with it (the next incarnation's epoch closes them) */
     for (unsigned k = 0; k < node.client_session.size(); k++)
         client_loses_session(node, k);
@@ -43,7 +46,7 @@ void restart(Sim &sim, Node &node)
     /* node_epoch_us: when its shared memory was created (kept increasing
      * here; a restart after a big backward step is not modelled) */
     node.epoch = std::max(node.epoch + 1, wall_now(sim, node));
-    node.router = std::make_unique<RequestRouter>(node, sim.parts);
+    start_node(sim, node);
     for (unsigned p = 0; p < sim.parts; p++)
         if (!sim.partitions[p]->replicas[node.i]->halted)
             raft_fixture_revive(&sim.partitions[p]->f, node.i);

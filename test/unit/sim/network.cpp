@@ -64,6 +64,47 @@ uint64_t Node::link_generation(uint32_t peer)
 
 int64_t Node::monotonic_us() { return sim->now; }
 
+/* ---- ReadIndexHost of a simulated node ---- */
+
+bool Node::leader_read_state(int32_t partition, uint64_t *term, uint64_t *commit_index)
+{
+    struct raft *r = sim->raft((unsigned)partition, i);
+    if (!leads(partition) || term_start[(size_t)partition] == 0 ||
+        leader_term[(size_t)partition] != r->current_term || r->commit_index < term_start[(size_t)partition])
+        return false;
+    *term = r->current_term;
+    *commit_index = r->commit_index;
+    return true;
+}
+
+uint64_t Node::current_term(int32_t partition)
+{
+    if (sim->partitions[(size_t)partition]->replicas[i]->halted)
+        return 0;
+    return sim->raft((unsigned)partition, i)->current_term;
+}
+
+std::vector<uint32_t> Node::voters(int32_t partition)
+{
+    std::vector<uint32_t> v;
+    struct raft *r = sim->raft((unsigned)partition, i);
+    for (unsigned k = 0; k < r->configuration.n; k++)
+        if (r->configuration.servers[k].role == RAFT_VOTER)
+            v.push_back((uint32_t)r->configuration.servers[k].id);
+    return v;
+}
+
+void Node::read_ready(uint64_t request_id)
+{
+    auto it = in_flight.find(request_id);
+    if (it == in_flight.end())
+        return;
+    const Call &c = sim->calls[it->second];
+    Replica &r = *sim->partitions[c.key % sim->parts]->replicas[i];
+    sim->cov.reads_confirmed++;
+    finish_call(*sim, *this, request_id, Outcome::Ok, read_value(r, c));
+}
+
 void finish_call(Sim &sim, Node &node, uint64_t request_id, Outcome outcome, int64_t res)
 {
     auto it = node.in_flight.find(request_id);
@@ -82,6 +123,10 @@ void Node::fail_request(uint64_t request_id, RouteFailure why, const std::string
 {
     sim->log("node " + std::to_string(i + 1) + " fails request " + std::to_string(request_id & 0xffffffff) +
              (why == RouteFailure::InDoubt ? " in doubt: " : ": ") + message);
+    if (why == RouteFailure::NotApplied && in_flight.count(request_id) &&
+        (sim->calls[in_flight[request_id]].kind == chaos::LKind::MapGet ||
+         sim->calls[in_flight[request_id]].kind == chaos::LKind::CounterGet))
+        sim->cov.reads_failed++;
     finish_call(*sim, *this, request_id, why == RouteFailure::InDoubt ? Outcome::Info : Outcome::Fail, 0);
 }
 
@@ -154,10 +199,14 @@ void deliver_frames(Sim &sim)
                 Frame fr = std::move(pipe.frames.front());
                 pipe.frames.pop_front();
                 Node &to = *sim.nodes[b];
-                if (fr.type == FrameType::Forward)
+                if (fr.type == FrameType::Forward) {
                     to.router->on_forward(a + 1, fr.data.data(), fr.data.size());
-                else
+                } else if (fr.type == FrameType::ForwardReply) {
                     to.router->on_forward_reply(a + 1, fr.data.data(), fr.data.size());
+                } else {
+                    to.reads->on_frame(a + 1, fr.type, fr.data.data(), fr.data.size());
+                    to.reads->flush();
+                }
             }
         }
 }

@@ -25,6 +25,16 @@ size_t state_hash(Replica &r)
     return std::hash<std::string>()(s);
 }
 
+/* What a read returns from this replica now (src/read_path.cpp's part). */
+int64_t read_value(Replica &r, const Call &c)
+{
+    std::string key = "k" + std::to_string(c.key);
+    if (c.kind == chaos::LKind::CounterGet)
+        return r.st.counter_get(key).value_or(0);
+    std::optional<MapRow> row = r.st.map_get(kEntryMap, "m", key);
+    return row ? strtoll(row->value.c_str() + 1, nullptr, 10) : -1;
+}
+
 /* What a call learns from the entry that carried it, on its own node. */
 void answer(Sim &sim, Replica &r, const CommandResult &res)
 {
@@ -62,18 +72,8 @@ void answer(Sim &sim, Replica &r, const CommandResult &res)
     }
     std::string key = "k" + std::to_string(c.key);
     int64_t value = res.value;
-    switch (c.kind) {
-    case chaos::LKind::CounterGet: /* a barrier: read the replica once it is applied */
-        value = r.st.counter_get(key).value_or(0);
-        break;
-    case chaos::LKind::MapGet: {
-        std::optional<MapRow> row = r.st.map_get(kEntryMap, "m", key);
-        value = row ? strtoll(row->value.c_str() + 1, nullptr, 10) : -1;
-        break;
-    }
-    default:
-        break;
-    }
+    if (c.kind == chaos::LKind::CounterGet || c.kind == chaos::LKind::MapGet)
+        value = read_value(r, c); /* a barrier: read the replica once it is applied */
     bool ok = res.code == ResultCode::Ok || (c.kind == chaos::LKind::CounterCas && res.code == ResultCode::Null);
     if (!ok) {
         sim.problem("node " + std::to_string(r.node + 1) + ": call on " + key + " answered code " +

@@ -29,7 +29,7 @@ std::unique_ptr<Sim> make_sim(uint64_t seed, unsigned n, unsigned parts, bool ov
         auto node = std::make_unique<Node>();
         node->sim = sim.get();
         node->i = i;
-        node->router = std::make_unique<RequestRouter>(*node, parts);
+        start_node(*sim, *node);
         node->client_call.assign(2, -1);
         node->client_next.assign(2, 0);
         node->clock_offset_us = (int64_t)sim->below(kVouchMarginUs) - kVouchMarginUs / 2;
@@ -295,11 +295,15 @@ std::vector<std::string> run_seed(uint64_t seed, Coverage &total, bool trace)
             for (unsigned p = 0; p < sim->parts; p++) {
                 c.resends += node->router->resends((int32_t)p);
                 c.duplicates_dropped += node->router->duplicates_dropped((int32_t)p);
+                c.read_rounds += node->reads->rounds((int32_t)p);
             }
     total.runs += c.runs;
     total.calls += c.calls;
     total.ok += c.ok;
     total.fail += c.fail;
+    total.read_rounds += c.read_rounds;
+    total.reads_confirmed += c.reads_confirmed;
+    total.reads_failed += c.reads_failed;
     total.info += c.info;
     for (int k = 0; k < kFaultKinds; k++)
         total.faults[k] += c.faults[k];
@@ -351,6 +355,10 @@ void print_coverage(const char *what, const Coverage &c)
            (unsigned long long)c.grants_delivered, (unsigned long long)c.grants_refused,
            (unsigned long long)c.sessions_expired_here, (unsigned long long)c.sessions_closed_by_log,
            (unsigned long long)c.beyond_bound_runs);
+    printf("    reads: %llu served by read index in %llu confirmation rounds, %llu "
+           "refused (no confirmed index in time)\n",
+           (unsigned long long)c.reads_confirmed, (unsigned long long)c.read_rounds,
+           (unsigned long long)c.reads_failed);
 }
 
 } // namespace sim

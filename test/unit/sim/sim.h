@@ -26,6 +26,7 @@ extern "C" {
 #include "lin.h"
 #include "memory_storage.h"
 #include "objects.h"
+#include "read_index.h"
 #include "request_router.h"
 
 namespace sim {
@@ -130,13 +131,17 @@ struct Proposal {
     struct raft_apply req;
 };
 
-struct Node final : RouterHost {
+struct Node final : ReadIndexHost {
     Sim *sim = nullptr;
     unsigned i = 0; /* index; node id i + 1 */
     bool crashed = false, paused = false;
     uint64_t incarnation = 1, counter = 0;
     int64_t clock_offset_us = 0;
     std::unique_ptr<RequestRouter> router;
+    std::unique_ptr<ReadIndex> reads; /* linearizable reads (read_index.h) */
+    /* as RaftGroup tracks it: the first index of our term while leading,
+     * after a barrier appended on election (0: not leading) */
+    std::vector<uint64_t> term_start, leader_term;
     std::unordered_map<uint64_t, size_t> in_flight; /* request id → call */
     std::vector<long> client_call;                  /* per client: call index or -1 */
     std::vector<int64_t> client_next;               /* per client: next invoke time */
@@ -171,6 +176,10 @@ struct Node final : RouterHost {
     int64_t monotonic_us() override;
     int64_t unavailable_timeout_us() override { return kUnavailableUs; }
     void fail_request(uint64_t request_id, RouteFailure why, const std::string &message) override;
+    bool leader_read_state(int32_t partition, uint64_t *term, uint64_t *commit_index) override;
+    uint64_t current_term(int32_t partition) override;
+    std::vector<uint32_t> voters(int32_t partition) override;
+    void read_ready(uint64_t request_id) override;
 };
 
 struct Partition {
@@ -192,6 +201,7 @@ struct Coverage {
     uint64_t snapshots = 0, restores = 0, halts = 0, proposals_lost = 0, answered_after_restore = 0;
     uint64_t grants_delivered = 0, grants_refused = 0, sessions_expired_here = 0, sessions_closed_by_log = 0;
     uint64_t beyond_bound_runs = 0;
+    uint64_t read_rounds = 0, reads_confirmed = 0, reads_failed = 0;
 };
 
 struct Sim {
@@ -268,6 +278,7 @@ void deliver_grants(Sim &sim, Node &node);
 
 /* replica.cpp: applying entries, the FSM adapters, halting */
 void answer(Sim &sim, Replica &r, const atomix::CommandResult &res);
+int64_t read_value(Replica &r, const Call &c);
 int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result);
 int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs);
 int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf);
@@ -277,6 +288,7 @@ void restart_halted(Sim &sim, Replica &r);
 size_t submit_call(Sim &sim, Node &node, unsigned part, Call c, const atomix::Command &cmd);
 void run_clients(Sim &sim, Node &node);
 void turn(Sim &sim, Node &node);
+void start_node(Sim &sim, Node &node); /* a new incarnation's router and read index */
 
 /* nemesis.cpp: faults, node lifecycle, time */
 void crash(Sim &sim, Node &node);
