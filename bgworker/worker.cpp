@@ -794,6 +794,7 @@ void Worker::run()
     cluster_ = std::make_unique<ClusterConfig>(ClusterConfig::parse(
         atomix_initial_cluster, (uint32_t)atomix_node_id, atomix_listen_address,
         (uint32_t)atomix_replication_factor));
+    raise_open_files_limit(atomix_partitions);
     start_loop();
     start_transport();
     start_partitions();

@@ -35,6 +35,10 @@ namespace atomix {
 
 class Worker;
 
+/* Raises the worker's soft open-files limit for this many partitions' Raft
+ * logs, or warns when the hard limit is too low (open_files.cpp). */
+void raise_open_files_limit(int partitions);
+
 /* A partition whose apply failed retries after this, doubling up to the max. */
 constexpr int64_t kHaltBackoffFirstUs = 1 * 1000000;
 constexpr int64_t kHaltBackoffMaxUs = 60 * 1000000;
