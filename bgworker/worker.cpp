@@ -519,22 +519,22 @@ void Worker::queue_requests()
             continue;
         }
         req->parts_pending = (int)targets.size();
-        bool is_read = !t.payload.empty() && static_cast<Op>(static_cast<uint8_t>(t.payload[0])) == Op::Barrier;
-        if (targets.size() == 1 && !t.payload.empty()) {
-            Op op = static_cast<Op>(static_cast<uint8_t>(t.payload[0]));
-            if (grants_to_session(op, 1)) {
-                Command cmd = decode_command(t.payload.data(), t.payload.size());
-                req->op = op;
-                req->session = cmd.session;
-                req->partition = targets[0]->id;
-            }
+        bool has_op = !t.payload.empty();
+        Op op = has_op ? static_cast<Op>(static_cast<uint8_t>(t.payload[0])) : Op::Barrier;
+        /* a linearizable read's barrier: a read index, no log entry */
+        bool is_read = has_op && op == Op::Barrier;
+        int64_t deadline_us = now + (int64_t)atomix_unavailable_timeout_ms * 1000;
+        if (targets.size() == 1 && has_op && grants_to_session(op, 1)) {
+            Command cmd = decode_command(t.payload.data(), t.payload.size());
+            req->op = op;
+            req->session = cmd.session;
+            req->partition = targets[0]->id;
         }
         for (Partition *p : targets) {
             if (is_read) {
-                /* a linearizable read's barrier: a read index, no log entry */
                 uint64_t id = new_request_id();
                 in_flight_[id] = req;
-                reads_->submit(p->id, id, now + (int64_t)atomix_unavailable_timeout_ms * 1000);
+                reads_->submit(p->id, id, deadline_us);
                 continue;
             }
             QueuedCommand qc;
@@ -542,7 +542,7 @@ void Worker::queue_requests()
             qc.encoded = t.payload;
             qc.origin = cluster_->self().id;
             qc.queued_us = now;
-            qc.deadline_us = now + (int64_t)atomix_unavailable_timeout_ms * 1000;
+            qc.deadline_us = deadline_us;
             patch_request_id(qc.encoded, qc.request_id);
             in_flight_[qc.request_id] = req;
             if (targets.size() == 1)
