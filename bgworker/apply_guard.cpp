@@ -97,6 +97,8 @@ bool Worker::start_group(Partition &p)
      * costs some kB; halts are rare and backed off. */
     if (p.group) {
         p.retired_proposals += p.group->proposals();
+        p.retired_raft_messages += p.group->messages_sent();
+        p.retired_hibernations += p.group->hibernations();
         p.retired_log_writes += p.group->log_writes();
         retired_groups_.push_back(std::move(p.group));
     }

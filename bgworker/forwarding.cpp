@@ -104,6 +104,9 @@ void Worker::on_frame(uint32_t peer, FrameType type, const char *data, size_t le
         case FrameType::ReadIndexAnswer:
             reads_->on_frame(peer, type, data, len);
             return;
+        case FrameType::Digest:
+            on_digest(peer, data, len);
+            return;
         default:
             return;
         }

@@ -464,6 +464,10 @@ void Worker::start_partitions()
         config.snapshot_threshold = (unsigned)atomix_snapshot_threshold;
         config.snapshot_trailing = (unsigned)atomix_snapshot_trailing;
         config.segment_size = atomix_test_segment_size > 0 ? (size_t)atomix_test_segment_size : kSegmentSize;
+        config.heartbeat_timeout_ms = kHeartbeatMs;
+        config.election_timeout_ms = kElectionTimeoutMs;
+        config.tick_externally = true; /* ticks.cpp */
+        config.on_wake = [this] { group_woke(); };
         Partition *part = p.get();
         config.on_io_error = [this, part](int status, const std::string &message) {
             on_io_error(*part, status, message);
@@ -639,6 +643,7 @@ void Worker::finish_turn()
         txn_.abort();
         throw std::runtime_error(fatal_);
     }
+    bool applied = txn_.active();
     if (txn_.active()) {
         for (auto &p : partitions_) {
             if (!p->touched)
@@ -657,7 +662,15 @@ void Worker::finish_turn()
     ready_.clear();
     grants_.clear();
     grant_gate_.turn_done();
-    publish_status();
+    /* The status is for the views only (nothing waits on it): published
+     * after every turn that applied something, and otherwise at most every
+     * kPublishIdleUs, so an idle worker with many partitions does not rebuild
+     * it on each wake-up. */
+    int64_t mono = mono_now_us();
+    if (applied || mono - last_publish_us_ >= kPublishIdleUs) {
+        publish_status();
+        last_publish_us_ = mono;
+    }
 }
 
 void Worker::publish_status()
@@ -675,6 +688,9 @@ void Worker::publish_status()
         status[i].commits_unstuck = p.group->commits_unstuck();
         status[i].stats = p.stats;
         status[i].stats.proposals = p.retired_proposals + p.group->proposals();
+        status[i].stats.raft_messages = p.retired_raft_messages + p.group->messages_sent();
+        status[i].stats.hibernations = p.retired_hibernations + p.group->hibernations();
+        status[i].stats.hibernating = !p.halted && p.group->hibernating();
         status[i].stats.log_writes = p.retired_log_writes + p.group->log_writes();
         status[i].stats.forwarded = router_->forwarded(p.id);
         status[i].stats.forwards_taken = router_->forwards_taken(p.id);
@@ -738,7 +754,8 @@ void Worker::turn(long timeout_ms)
     flush_transport(); /* the proposals' AppendEntries and forwards */
     uv_run(&loop_, UV_RUN_NOWAIT);
     for (auto &p : partitions_)
-        p->group->poll();
+        if (!p->group->hibernating()) /* nothing moves in a sleeping group */
+            p->group->poll();
     /* a partition that just became leader can take what waited for it */
     propose_queued(now);
     reads_->pump(mono);
@@ -762,6 +779,7 @@ void Worker::flush_transport()
 
 void Worker::shutdown()
 {
+    stop_ticks();
     for (auto &p : partitions_)
         p->group->close();
     if (transport_)
@@ -798,6 +816,7 @@ void Worker::run()
     start_loop();
     start_transport();
     start_partitions();
+    start_ticks();
     worker_set_phase(WORKER_RUNNING);
     ereport(LOG, (errmsg("atomix raft worker serving %d partitions as node %d of %d",
                          atomix_partitions, atomix_node_id, (int)cluster_->nodes().size())));

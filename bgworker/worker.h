@@ -28,6 +28,7 @@
 #include "request_queue.h"
 #include "request_router.h"
 #include "grant_gate.h"
+#include "hibernation.h"
 #include "session_registry.h"
 #include "state_machine.h"
 
@@ -49,6 +50,12 @@ constexpr int64_t kIoBackoffMaxUs = 8 * 1000000;
  * (three election timeouts) makes it "stalled": logged, shown, and a leader
  * steps down. */
 constexpr int64_t kStallAfterUs = 3 * 1000000;
+/* c-raft's timers (RaftGroupConfig's defaults), ticked from one timer
+ * (ticks.cpp). */
+constexpr unsigned kHeartbeatMs = 100;
+constexpr unsigned kElectionTimeoutMs = 1000;
+/* How stale the published status may get while nothing is applied. */
+constexpr int64_t kPublishIdleUs = 250 * 1000;
 /* One backend request, possibly fanned out to every partition. */
 struct InFlight {
     uint32_t slot = 0;
@@ -118,6 +125,8 @@ struct Partition {
     /* proposals and log writes of the groups a halt retired */
     uint64_t retired_proposals = 0;
     uint64_t retired_log_writes = 0;
+    uint64_t retired_raft_messages = 0;
+    uint64_t retired_hibernations = 0;
 };
 
 /* A backend waiting for a lock or permits: if it stops waiting (cancel,
@@ -159,6 +168,8 @@ class Worker : private ReadIndexHost {
 
     /* A frame from a peer (node transport). */
     void on_frame(uint32_t peer, FrameType type, const char *data, size_t len);
+    /* The Raft timer fired (ticks.cpp). */
+    void tick_groups();
 
   private:
     bool wait_for_extension();
@@ -218,6 +229,13 @@ class Worker : private ReadIndexHost {
     void close_unvouched(int32_t partition);
     void on_internal_result(uint64_t request_id, int code, int64_t value);
 
+    /* ticks.cpp: one timer for every group's c-raft tick, and hibernation */
+    void start_ticks();
+    void set_tick_every(uint64_t ms);
+    void group_woke();
+    void on_digest(uint32_t peer, const char *data, size_t len);
+    void stop_ticks();
+
     /* watch_notify.cpp */
     void notify_watchers();
     /* node id | 16 random bits per worker start | counter: unique across the
@@ -247,6 +265,12 @@ class Worker : private ReadIndexHost {
     std::unique_ptr<RequestRouter> router_;
     /* linearizable reads: read indexes confirmed by a quorum */
     std::unique_ptr<ReadIndex> reads_;
+    std::unique_ptr<Hibernation> hibernation_;
+    uv_timer_t tick_timer_;
+    bool tick_timer_started_ = false;
+    uint64_t tick_every_ms_ = 0;
+    std::vector<uint32_t> tick_peers_;
+    std::vector<RaftGroup *> tick_groups_; /* scratch */
     std::unordered_map<uint64_t, PendingWait> waits_;
     std::unordered_map<uint64_t, KeepAliveSent> keep_alives_;
     std::vector<char> had_sessions_; /* by partition, at the last keep-alive round */
@@ -258,6 +282,7 @@ class Worker : private ReadIndexHost {
     /* atomix.test_fail_apply, parsed at each reload */
     std::vector<std::unique_ptr<RaftGroup>> retired_groups_; /* halted groups: never freed */
     int64_t last_watch_us_ = 0; /* monotonic, the last watch_progress */
+    int64_t last_publish_us_ = 0; /* monotonic, the last publish_status */
     int64_t resumed_at_us_ = 0; /* monotonic, when this worker last ran on after a pause */
     std::vector<int32_t> test_fail_apply_;
     bool test_fail_apply_all_ = false;

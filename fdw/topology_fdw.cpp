@@ -314,6 +314,9 @@ static void fill_stats(TopologyScan *scan, int p, TupleTableSlot *slot)
     set_column(slot, "read_rounds", Int64GetDatum((int64)s->read_rounds), false);
     set_column(slot, "reads_confirmed", Int64GetDatum((int64)s->reads_confirmed), false);
     set_column(slot, "reads_served", Int64GetDatum((int64)s->reads_served), false);
+    set_column(slot, "raft_messages", Int64GetDatum((int64)s->raft_messages), false);
+    set_column(slot, "hibernating", BoolGetDatum(scan->worker_running && s->hibernating), false);
+    set_column(slot, "hibernations", Int64GetDatum((int64)s->hibernations), false);
 }
 
 static TupleTableSlot *iterate_scan(ForeignScanState *node)

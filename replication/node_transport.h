@@ -65,6 +65,8 @@ enum class FrameType : uint8_t {
     ReadConfirmAck = 15,
     ReadIndexAsk = 16,
     ReadIndexAnswer = 17,
+    /* where this node's partitions stand, for hibernation (hibernation.h) */
+    Digest = 18,
 };
 
 /* Liveness timing (see the file comment). */

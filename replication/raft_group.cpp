@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "commit_rule.h"
+#include "hibernation.h"
 #include "local_transport.h"
 #include "raft_message_codec.h"
 
@@ -120,6 +121,7 @@ int RaftGroup::propose(const std::string &entry, ProposeDone done, void *arg)
     memcpy(buf.base, entry.data(), entry.size());
     memset(static_cast<char *>(buf.base) + entry.size(), 0, buf.len - entry.size());
 
+    wake(uv_now(loop_));
     Proposal *p = new Proposal();
     p->req.data = p;
     p->done = done;
@@ -148,7 +150,94 @@ int RaftGroup::io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick
     RaftGroup *self = of(io);
     self->recv_cb_ = recv;
     self->tick_cb_ = tick;
-    return self->uv_start_(io, msecs, tick, recv);
+    /* Ticked by the owner: raft_uv's timer still runs, hourly, and its tick
+     * is ignored (io_uv_tick). */
+    if (self->config_.tick_externally)
+        msecs = 3600u * 1000u;
+    return self->uv_start_(io, msecs, io_uv_tick, recv);
+}
+
+void RaftGroup::io_uv_tick(struct raft_io *io)
+{
+    RaftGroup *self = of(io);
+    if (!self->config_.tick_externally && self->tick_cb_)
+        self->tick_cb_(io);
+}
+
+void RaftGroup::tick()
+{
+    if (!config_.tick_externally || hibernating_ || !started_ || closing_ || closed_ || !tick_cb_)
+        return;
+    tick_cb_(&io_);
+}
+
+void RaftGroup::wake(uint64_t since_ms)
+{
+    if (!hibernating_)
+        return;
+    hibernating_ = false;
+    if (config_.on_wake)
+        config_.on_wake();
+    if (!started_ || closing_ || closed_)
+        return;
+    /* c-raft judges its election timer (follower) and its contact with a
+     * quorum (leader) against election_timer_start: the hours a partition
+     * may sleep must not count. */
+    uint64_t now = uv_now(loop_);
+    raft_.election_timer_start = std::min<uint64_t>(since_ms, now);
+}
+
+bool RaftGroup::has_member(uint32_t node) const
+{
+    for (const RaftMember &m : config_.members)
+        if (m.id == node)
+            return true;
+    return false;
+}
+
+void RaftGroup::view(GroupView *out)
+{
+    GroupView &v = *out;
+    v.members.clear();
+    v.leading = v.following = v.busy = false;
+    v.term = v.commit = v.last = v.applied = 0;
+    v.leader = 0;
+    v.running = started_ && !closing_ && !closed_ && !quiet_ && !io_failed_;
+    if (!v.running)
+        return;
+    int state = raft_state(&raft_);
+    v.leading = state == RAFT_LEADER;
+    v.term = raft_.current_term;
+    v.commit = raft_.commit_index;
+    v.last = raft_last_index(&raft_);
+    v.applied = raft_last_applied(&raft_);
+    v.leader = (uint32_t)leader_id();
+    v.following = state == RAFT_FOLLOWER && v.leader != 0;
+    v.busy = io_busy() || transfer_ != nullptr || !log_ops_.empty() || log_op_in_flight_;
+    if (v.leading) {
+        if (!raft_.leader_state.progress)
+            v.busy = true;
+        else
+            for (unsigned i = 0; i < raft_.configuration.n; i++)
+                if (raft_.configuration.servers[i].id != config_.node_id)
+                    v.members.emplace_back((uint32_t)raft_.configuration.servers[i].id,
+                                           raft_.leader_state.progress[i].match_index);
+    }
+}
+
+bool RaftGroup::digest(GroupDigest *out)
+{
+    GroupView v;
+    view(&v);
+    if (!v.running)
+        return false;
+    out->partition = config_.partition;
+    out->term = v.term;
+    out->commit = v.commit;
+    out->last = v.last;
+    out->leader = v.leading ? (uint32_t)config_.node_id : v.leader;
+    out->flags = (v.leading ? kDigestLeading : 0) | (hibernating_ ? kDigestHibernating : 0);
+    return true;
 }
 
 /* Every message c-raft sends: its AppendEntries answers clamped to what the
@@ -160,6 +249,7 @@ int RaftGroup::io_send(struct raft_io *io, struct raft_io_send *req,
     RaftGroup *self = of(io);
     struct raft_message msg = *message;
     self->vouching_.on_send(msg);
+    self->messages_sent_++;
     int status = 0;
     /* A group whose log write failed is halted and waits to be closed: it
      * must not keep its followers from electing a leader that can write
@@ -195,6 +285,7 @@ void RaftGroup::deliver(uint32_t from, const std::string &from_address, const ch
 {
     if (!started_ || closing_ || closed_ || quiet_ || !recv_cb_)
         return;
+    wake(uv_now(loop_));
     struct raft_message msg;
     memset(&msg, 0, sizeof(msg));
     try {
@@ -262,6 +353,7 @@ bool RaftGroup::transfer_leadership(uint32_t node)
 {
     if (transfer_ || !is_leader())
         return false;
+    wake(uv_now(loop_));
     auto *req = new (struct raft_transfer)();
     req->data = this;
     if (raft_transfer(&raft_, req, node, transfer_done) != 0) {
@@ -301,8 +393,11 @@ void RaftGroup::announce_commit()
             any = true;
         }
     }
-    if (any)
+    if (any) {
+        /* c-raft's tick must never see the time a group slept (wake) */
+        wake(uv_now(loop_));
         tick_cb_(&io_);
+    }
 }
 
 /* c-raft 0.15's commit rule can starve under load: apply Raft's own
@@ -322,6 +417,8 @@ void RaftGroup::poll()
     if (closing_ || closed_)
         return; /* c-raft is gone or going: nothing of it may be called */
     flush_send_completions();
+    if (hibernating_ && injected_write_faults_.empty())
+        return; /* nothing moves in a hibernating group until it wakes */
     flush_injected_write_faults();
     bool leader = is_leader();
     if (leader && (!was_leader_ || raft_.current_term != leader_term_)) {

@@ -27,6 +27,9 @@
 
 namespace atomix {
 
+struct GroupView;   /* hibernation.h */
+struct GroupDigest; /* hibernation.h */
+
 struct RaftMember {
     raft_id id;
     std::string address;
@@ -63,6 +66,13 @@ struct RaftGroupConfig {
     /* Tests only: the same for storing a snapshot received from the leader
      * (an InstallSnapshot). */
     std::function<int()> snapshot_install_fault;
+    /* The owner runs c-raft's timer itself (tick(), hibernation.h: one timer
+     * for every group, and idle groups skip it); raft_uv's own per-group
+     * timer is then left idle.  Off: raft_uv ticks every heartbeat_timeout. */
+    bool tick_externally = false;
+    /* Called when the group wakes from hibernation (its owner ticks it
+     * every heartbeat again). */
+    std::function<void()> on_wake;
 };
 
 /* raft_uv writes entry batches assuming every buffer length is a multiple
@@ -85,6 +95,29 @@ class RaftGroup {
     /* Bootstraps the group (the same configuration on every member) on first
      * start, then starts it.  Throws std::runtime_error on failure. */
     void start();
+
+    /* c-raft's periodic tick (heartbeats, election and step-down timers),
+     * unless hibernating; only with config.tick_externally. */
+    void tick();
+    /* Hibernation (hibernation.h): no ticks until woken.  wake() restarts
+     * c-raft's election timer (a follower's; a leader's contact-quorum
+     * window) at `since_ms` on the loop's clock.  A Raft message from a peer,
+     * a proposal or a transfer wakes the group by itself. */
+    void hibernate()
+    {
+        if (!hibernating_)
+            hibernations_++;
+        hibernating_ = true;
+    }
+    uint64_t hibernations() const { return hibernations_; }
+    void wake(uint64_t since_ms);
+    bool hibernating() const { return hibernating_; }
+    /* What hibernation decides on, and what this node tells peers of it. */
+    void view(struct GroupView *out);
+    bool digest(struct GroupDigest *out);
+    bool has_member(uint32_t node) const;
+    /* Raft messages c-raft sent (heartbeats included). */
+    uint64_t messages_sent() const { return messages_sent_; }
 
     /* A raft message for this group arrived from a peer. */
     void deliver(uint32_t from, const std::string &from_address, const char *data, size_t len);
@@ -182,6 +215,7 @@ class RaftGroup {
     static void io_closed(struct raft_io *io);
     static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
                         raft_io_recv_cb recv);
+    static void io_uv_tick(struct raft_io *io);
     static int io_send(struct raft_io *io, struct raft_io_send *req,
                        const struct raft_message *message, raft_io_send_cb cb);
     static RaftGroup *of(struct raft_io *io);
@@ -266,6 +300,9 @@ class RaftGroup {
     uint64_t leader_term_ = 0;
     uint64_t commits_unstuck_ = 0;
     raft_io_tick_cb tick_cb_ = nullptr;
+    bool hibernating_ = false;
+    uint64_t hibernations_ = 0;
+    uint64_t messages_sent_ = 0;
     uint64_t announced_commit_ = 0;
     std::map<raft_id, uint64_t> announced_match_;
     struct SendCompletion {

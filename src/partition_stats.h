@@ -21,6 +21,9 @@ struct AtomixPartitionStats {
     uint64_t read_rounds;      /* leadership confirmations (read index) this node led */
     uint64_t reads_confirmed;  /* reads, of any node, those rounds confirmed */
     uint64_t reads_served;     /* this node's linearizable reads answered by read index */
+    uint64_t raft_messages;    /* Raft messages this replica sent, heartbeats included */
+    uint64_t hibernations;     /* times it went idle (hibernation.h) */
+    bool hibernating;          /* idle right now: no heartbeats */
 };
 
 #endif

@@ -1,9 +1,10 @@
-# 007_upgrade.pl — an atomix 0.1 installation upgrades in place to 0.2 and
-# then 0.3 with ALTER EXTENSION atomix UPDATE, keeping its data: the state
-# written under 0.1 reads back the same after each step, atomix.partitions
-# gains its health columns (0.2), atomix.stats appears and counts (0.3), and
-# the upgraded schema matches a fresh 0.3 install object for object.  A 0.2
-# installation goes to 0.3 in one step as well.
+# 007_upgrade.pl — an atomix 0.1 installation upgrades in place to 0.2, 0.3
+# and then 0.4 with ALTER EXTENSION atomix UPDATE, keeping its data: the
+# state written under 0.1 reads back the same after each step,
+# atomix.partitions gains its health columns (0.2), atomix.stats appears and
+# counts (0.3) and shows hibernation (0.4), and the upgraded schema matches a
+# fresh 0.4 install object for object.  0.2 and 0.3 installations go to 0.4
+# in one step as well.
 use strict;
 use warnings;
 
@@ -39,9 +40,9 @@ is($node->safe_psql('postgres', "SELECT atomix.map_get('m', 'k') || atomix.count
 ($ret, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM atomix.stats');
 isnt($ret, 0, '0.2 has no atomix.stats');
 
-$node->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+$node->safe_psql('postgres', "ALTER EXTENSION atomix UPDATE TO '0.3'");
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
-	'0.3', 'updated to 0.3 (the default version)');
+	'0.3', 'updated to 0.3');
 is(state_dump($node), $before, 'the state written under 0.1 is still unchanged');
 $node->safe_psql('postgres', "SELECT atomix.map_put('m', 'k2', 'w')");
 is($node->safe_psql('postgres',
@@ -50,6 +51,21 @@ is($node->safe_psql('postgres',
 	'16|t|t|t|t|t', 'atomix.stats shows every partition, with its work counted');
 is($node->safe_psql('postgres', "SELECT atomix.map_get('m', 'k2') || atomix.map_get('m', 'k')"),
 	'wv', 'atomix works after the update to 0.3');
+
+($ret, $out, $err) = $node->psql('postgres', 'SELECT hibernating FROM atomix.stats');
+isnt($ret, 0, '0.3 has no hibernating column in atomix.stats');
+
+my $before_04 = state_dump($node);
+$node->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.4', 'updated to 0.4 (the default version)');
+is(state_dump($node), $before_04, 'the state written under 0.1 and 0.3 is unchanged after 0.4');
+is($node->safe_psql('postgres',
+		'SELECT count(*), count(hibernating), count(hibernations), sum(raft_messages) >= 0, '
+		  . 'sum(proposals) > 0 FROM atomix.stats'),
+	'16|16|16|t|t', 'atomix.stats shows hibernation after the update to 0.4');
+is($node->safe_psql('postgres', "SELECT atomix.map_get('m', 'k2') || atomix.map_get('m', 'k')"),
+	'wv', 'atomix works after the update to 0.4');
 
 # the upgraded schema equals a fresh install
 my $describe = q{
@@ -63,11 +79,11 @@ my $functions = q{
 my ($upgraded_rel, $upgraded_fn) = map { $node->safe_psql('postgres', $_) } $describe, $functions;
 $node->stop;
 my $fresh = atomix_node('fresh');
-is($fresh->safe_psql('postgres', $describe), $upgraded_rel, 'tables and columns match a fresh 0.3 install');
-is($fresh->safe_psql('postgres', $functions), $upgraded_fn, 'functions match a fresh 0.3 install');
+is($fresh->safe_psql('postgres', $describe), $upgraded_rel, 'tables and columns match a fresh 0.4 install');
+is($fresh->safe_psql('postgres', $functions), $upgraded_fn, 'functions match a fresh 0.4 install');
 $fresh->stop;
 
-# 0.2 -> 0.3 in one step, with data
+# 0.2 -> 0.4 and 0.3 -> 0.4 in one step, with data
 my $from2 = atomix_node('from02', create_extension => 0);
 $from2->safe_psql('postgres', "CREATE EXTENSION atomix VERSION '0.2'");
 wait_until_serving($from2);
@@ -75,9 +91,22 @@ $from2->safe_psql('postgres', "SELECT atomix.map_put('m', 'k', 'v'), atomix.coun
 my $before2 = state_dump($from2);
 $from2->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
 is($from2->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
-	'0.3', '0.2 updated to 0.3');
+	'0.4', '0.2 updated to 0.4');
 is(state_dump($from2), $before2, 'the state written under 0.2 is unchanged');
-is($from2->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.3 install');
+is($from2->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.4 install');
 $from2->stop;
+
+my $from3 = atomix_node('from03', create_extension => 0);
+$from3->safe_psql('postgres', "CREATE EXTENSION atomix VERSION '0.3'");
+wait_until_serving($from3);
+$from3->safe_psql('postgres', "SELECT atomix.map_put('m', 'k', 'v'), atomix.counter_incr('c', 3)");
+my $before3 = state_dump($from3);
+$from3->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+is($from3->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.4', '0.3 updated to 0.4');
+is(state_dump($from3), $before3, 'the state written under 0.3 is unchanged');
+is($from3->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.4 install');
+is($from3->safe_psql('postgres', $functions), $upgraded_fn, 'and its functions too');
+$from3->stop;
 
 done_testing();

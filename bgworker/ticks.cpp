@@ -1,0 +1,84 @@
+/*
+ * ticks.cpp — the worker's one Raft timer and partition hibernation.
+ *
+ * Every group's c-raft tick (heartbeats, election and step-down timers)
+ * runs from one libuv timer here, not from one raft_uv timer per group: an
+ * idle worker with 256 partitions wakes ten times a second, not 2560.  The
+ * same timer runs hibernation (replication/hibernation.h): partitions with
+ * nothing to do stop their heartbeats, and each node tells its peers, in one
+ * digest frame every kDigestEveryMs, where its partitions stand.
+ */
+#include "worker.h"
+
+#include "hibernation.h"
+
+extern "C" {
+#include "postgres.h"
+}
+
+namespace atomix {
+
+void Worker::start_ticks()
+{
+    std::vector<uint32_t> peers;
+    for (const NodeAddress &n : cluster_->nodes())
+        if (n.id != cluster_->self().id)
+            peers.push_back(n.id);
+    tick_peers_ = peers;
+    hibernation_ = std::make_unique<Hibernation>(
+        cluster_->self().id, kElectionTimeoutMs, [this](uint32_t peer, const std::string &payload) {
+            return transport_ && transport_->send(peer, FrameType::Digest, payload);
+        });
+    int rv = uv_timer_init(&loop_, &tick_timer_);
+    if (rv != 0)
+        throw std::runtime_error(std::string("starting the raft timer: ") + uv_strerror(rv));
+    tick_timer_.data = this;
+    tick_timer_started_ = true;
+    set_tick_every(kHeartbeatMs);
+}
+
+static void tick_timer_fired(uv_timer_t *t) { static_cast<Worker *>(t->data)->tick_groups(); }
+
+/* Every heartbeat while a group is awake; once every group sleeps only
+ * c-raft's timers are idle, and the digests (every kDigestEveryMs) are all
+ * that is left to do. */
+void Worker::set_tick_every(uint64_t ms)
+{
+    if (!tick_timer_started_ || tick_every_ms_ == ms)
+        return;
+    tick_every_ms_ = ms;
+    uv_timer_start(&tick_timer_, tick_timer_fired, ms, ms);
+}
+
+/* A group woke (a proposal, a peer's message): c-raft's timers run again. */
+void Worker::group_woke() { set_tick_every(kHeartbeatMs); }
+
+void Worker::tick_groups()
+{
+    std::vector<RaftGroup *> &groups = tick_groups_;
+    groups.assign(partitions_.size(), nullptr);
+    for (size_t i = 0; i < partitions_.size(); i++) {
+        Partition &p = *partitions_[i];
+        if (!p.halted && p.group)
+            groups[i] = p.group.get();
+    }
+    hibernation_->tick_all(groups, tick_peers_, uv_now(&loop_));
+    set_tick_every(hibernation_->all_asleep() ? kDigestEveryMs : kHeartbeatMs);
+}
+
+void Worker::on_digest(uint32_t peer, const char *data, size_t len)
+{
+    if (hibernation_)
+        hibernation_->on_digest(peer, data, len, uv_now(&loop_));
+}
+
+void Worker::stop_ticks()
+{
+    if (tick_timer_started_) {
+        uv_timer_stop(&tick_timer_);
+        uv_close(reinterpret_cast<uv_handle_t *>(&tick_timer_), nullptr);
+        tick_timer_started_ = false;
+    }
+}
+
+} // namespace atomix
