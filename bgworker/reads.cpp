@@ -6,7 +6,7 @@
  * A backend's read_barrier() arrives as a Barrier command; queue_requests
  * hands it to the read index instead of the log.  Once the turn that applied
  * its index has committed, the read is answered, and the backend reads the
- * partition tables under a fresh snapshot (src/read_path.h).
+ * partition tables under a fresh snapshot (src/sql/read_path.h).
  */
 extern "C" {
 #include "postgres.h"

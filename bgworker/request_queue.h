@@ -1,6 +1,6 @@
 /*
  * request_queue.h — the worker's side of the shared request slots
- * (protocol in src/shmem.h).
+ * (protocol in src/sql/shmem.h).
  */
 #ifndef ATOMIX_REQUEST_QUEUE_H
 #define ATOMIX_REQUEST_QUEUE_H

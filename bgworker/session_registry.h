@@ -1,6 +1,6 @@
 /*
  * session_registry.h — the worker's side of the sessions in shared memory
- * (src/shmem.h, src/session.cpp): which sessions are alive on this node and
+ * (src/sql/shmem.h, src/sql/session.cpp): which sessions are alive on this node and
  * in which partitions, which were closed, and how long each partition's
  * lease is vouched for.
  */

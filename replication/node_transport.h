@@ -138,7 +138,7 @@ class NodeTransport {
     /* Test-only: hold frames to / from peers; a peer leaving a list has its
      * held frames released in order (or its connections reset). */
     void set_faults(const TransportFaults &faults);
-    /* Off only in a planted-bug build (src/planted_bugs.h): no pings, no
+    /* Off only in a planted-bug build (src/core/planted_bugs.h): no pings, no
      * silence or user timeouts — the transport of atomix 0.1. */
     void set_liveness(bool on) { liveness_on_ = on; }
     /* µs since the Unix epoch of the last frame received from peer, or 0. */

@@ -20,7 +20,7 @@
 --   * make the rest of the scenario run on its own (each waiter records its
 --     grant and releases), and check the recorded order afterwards.
 -- The waiter counts are decoded from the lock/semaphore blobs (format in
--- src/objects.cpp: little-endian, a lock is holder u64, token i64, since
+-- src/core/objects.cpp: little-endian, a lock is holder u64, token i64, since
 -- i64, grant_request u64, then u32 waiter count; a semaphore is permits u32,
 -- available u32, u32 holder count, 24 bytes per holder, then u32 waiter
 -- count).  If that format changes, these two functions must follow.

@@ -1,6 +1,6 @@
 /*
  * test_cluster_config.cpp — parsing atomix.initial_cluster and placing
- * partitions (src/cluster_config.h).
+ * partitions (src/core/cluster_config.h).
  *
  * Every node parses the same initial_cluster and must compute the same
  * placement, so both the parser (what it accepts, what it refuses, and that

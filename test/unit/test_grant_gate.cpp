@@ -1,6 +1,6 @@
 /*
  * test_grant_gate.cpp — the node-side rule for answering grants
- * (src/grant_gate.h), with injected time.
+ * (src/core/grant_gate.h), with injected time.
  *
  * The node vouches for a partition's sessions until the deadline its last
  * acknowledged keep-alive reported minus a margin.  A grant may be answered

@@ -1,5 +1,5 @@
 /*
- * test_request_filter.cpp — src/request_filter.h: never "not there" for an
+ * test_request_filter.cpp — src/core/request_filter.h: never "not there" for an
  * id that was added (that would apply a request twice), few false "maybe"s,
  * minutes forgotten only when wholly purged, and nothing known until the
  * caller says the table was read completely.

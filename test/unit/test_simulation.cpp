@@ -122,7 +122,7 @@ static void seeds_run_clean(void **)
     assert_true(cov.reads_failed > 0);
 }
 
-/* A build with a bug planted (src/planted_bugs.h): the simulation must find
+/* A build with a bug planted (src/core/planted_bugs.h): the simulation must find
  * it — poisoned_entry: a committed entry that cannot be applied;
  * stale_grant: a lock grant delivered after the lock went to someone else. */
 static void catches_the_planted_bug(void **)

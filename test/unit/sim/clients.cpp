@@ -26,7 +26,7 @@ size_t submit_call(Sim &sim, Node &node, unsigned part, Call c, const Command &c
 }
 
 /* lock_acquire (try) or, if the client holds a lock, lock_release — with
- * src/session.cpp's attach_session in front. */
+ * src/sql/session.cpp's attach_session in front. */
 void start_lock_call(Sim &sim, Node &node, unsigned client)
 {
     bool release = node.client_lock[client] >= 0;

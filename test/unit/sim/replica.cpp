@@ -25,7 +25,7 @@ size_t state_hash(Replica &r)
     return std::hash<std::string>()(s);
 }
 
-/* What a read returns from this replica now (src/read_path.cpp's part). */
+/* What a read returns from this replica now (src/sql/read_path.cpp's part). */
 int64_t read_value(Replica &r, const Call &c)
 {
     std::string key = "k" + std::to_string(c.key);

@@ -1,6 +1,6 @@
 /*
  * sessions.cpp — sessions and grants on a simulated node, as bgworker/sessions.cpp and
- * src/session.cpp keep them: keep-alives, vouching, a new leader's lease
+ * src/sql/session.cpp keep them: keep-alives, vouching, a new leader's lease
  * renewal, node-side expiry, and the production GrantGate vetting grants.
  */
 #include <algorithm>
@@ -11,7 +11,7 @@
 
 namespace sim {
 
-/* ---- sessions and grants, as bgworker/sessions.cpp and src/session.cpp ---- */
+/* ---- sessions and grants, as bgworker/sessions.cpp and src/sql/session.cpp ---- */
 
 int64_t wall_now(Sim &sim, const Node &node) { return kEpochUs + sim.now + node.clock_offset_us; }
 
@@ -135,7 +135,7 @@ void deliver_grants(Sim &sim, Node &node)
             continue;
         bool flagged = node.flagged.count(c.session) > 0;
         unsigned lock = c.key - kLockKeyBase;
-        /* the stale_grant plant answers every grant (src/planted_bugs.h) */
+        /* the stale_grant plant answers every grant (src/core/planted_bugs.h) */
         if (!kPlantStaleGrant && !node.gate.may_deliver(c.session, node.vouched_until[g.part], now, flagged)) {
             sim.cov.grants_refused++;
             if (!node.gate.closed_in_log(c.session) && !flagged)

@@ -80,7 +80,7 @@ struct Call {
     uint64_t session = 0;
 };
 
-/* A client's session on its node (src/session.cpp's state, in short). */
+/* A client's session on its node (src/sql/session.cpp's state, in short). */
 struct ClientSession {
     uint64_t id = 0;
     std::set<unsigned> parts; /* partitions it touched */
@@ -267,7 +267,7 @@ void reset_conn(Sim &sim, unsigned a, unsigned b);
 void maintain_conns(Sim &sim);
 void deliver_frames(Sim &sim);
 
-/* sessions.cpp: sessions and grants, as bgworker/sessions.cpp and src/session.cpp */
+/* sessions.cpp: sessions and grants, as bgworker/sessions.cpp and src/sql/session.cpp */
 int64_t wall_now(Sim &sim, const Node &node);
 uint64_t new_request_id(Node &node);
 uint64_t submit_internal(Sim &sim, Node &node, unsigned part, atomix::Command cmd);

@@ -9,6 +9,8 @@
 
 #include "codec.h"
 
+#include "core_only.h" /* last: nothing above brought in Postgres */
+
 namespace atomix {
 
 std::string session_key(uint64_t session)

@@ -10,6 +10,8 @@
 
 #include "state_machine.h"
 
+#include "core_only.h" /* last: nothing above brought in Postgres */
+
 namespace atomix {
 
 static const std::string *leader_of(const ElectionState &e)

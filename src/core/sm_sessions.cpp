@@ -15,6 +15,8 @@
 
 #include "state_machine.h"
 
+#include "core_only.h" /* last: nothing above brought in Postgres */
+
 namespace atomix {
 
 static bool contains(const std::vector<uint64_t> &v, uint64_t x)

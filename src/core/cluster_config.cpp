@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <arpa/inet.h>
 
+#include "core_only.h" /* last: nothing above brought in Postgres */
+
 namespace atomix {
 
 static std::string trim(const std::string &s)

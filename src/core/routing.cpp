@@ -3,6 +3,8 @@
  */
 #include "routing.h"
 
+#include "core_only.h" /* last: nothing above brought in Postgres */
+
 namespace atomix {
 
 static constexpr uint64_t kFnvOffset = 14695981039346656037ULL;

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "core_only.h" /* last: nothing above brought in Postgres */
+
 namespace atomix {
 
 static constexpr uint32_t kSnapshotMagic = 0x41534e50; /* "ASNP" */

@@ -6,6 +6,8 @@
 
 #include <cstring>
 
+#include "core_only.h" /* last: nothing above brought in Postgres */
+
 namespace atomix {
 
 void ByteWriter::u8(uint8_t v) { out_.push_back(static_cast<char>(v)); }

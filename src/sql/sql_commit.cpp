@@ -15,7 +15,7 @@ extern "C" {
 
 #include "client.h"
 #include "guc.h"
-#include "limits.h"
+#include "size_limits.h"
 #include "objects.h"
 #include "pg_bridge.h"
 #include "routing.h"

@@ -10,7 +10,7 @@ extern "C" {
 #include <cstring>
 
 #include "guc.h"
-#include "limits.h"
+#include "size_limits.h"
 #include "pg_bridge.h"
 #include "sql_args.h"
 

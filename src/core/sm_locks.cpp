@@ -16,6 +16,8 @@
 
 #include "state_machine.h"
 
+#include "core_only.h" /* last: nothing above brought in Postgres */
+
 namespace atomix {
 
 static std::optional<int64_t> earliest_deadline(const std::vector<Waiter> &waiters)
