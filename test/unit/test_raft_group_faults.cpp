@@ -1,8 +1,7 @@
 /*
  * test_raft_group_faults.cpp — RaftGroup (replication/raft_group.cpp) on
  * real raft_uv logs in temporary directories, three members on one libuv
- * loop, messages passed through the same encode/decode path as the node
- * transport.  What is faulted is a leader's log write, the way raft_uv
+ * loop (raft_group_cluster.h).  What is faulted is a leader's log write, the way raft_uv
  * fails one under a full disk (RaftGroupConfig::log_write_fault).
  *
  * The case this pins: several writes of a leader fail after its followers
@@ -13,188 +12,15 @@
  * points past the cut log and c-raft asks raft_uv for a snapshot that was
  * never taken, which raft_uv hands back uninitialised.
  */
-#include <unistd.h>
-
-#include <chrono>
-#include <cstring>
-#include <deque>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "unit_helpers.h"
-#include "raft_group.h"
+#include "raft_group_cluster.h"
 
 using namespace atomix;
+using namespace atomix_test;
 
 namespace {
-
-struct Member {
-    std::unique_ptr<RaftGroup> group;
-    struct raft_fsm fsm;
-    uint64_t applied = 0;
-    bool failing = false; /* its log writes fail (see log_write_fault) */
-    int fail_next = 0;    /* this many more writes fail, then they work */
-    bool install_failing = false; /* storing a leader's snapshot fails */
-    bool cut = false;             /* hears nothing, is heard by nobody */
-    std::string dir;
-};
-
-struct Message {
-    uint32_t from, to;
-    std::string encoded;
-};
-
-struct Cluster {
-    unsigned snapshot_threshold = 4096;
-    unsigned snapshot_trailing = 1024;
-    uv_loop_t loop;
-    Member members[3];
-    std::deque<Message> wire;
-    std::string root;
-};
-
-int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *, void **result)
-{
-    static_cast<Member *>(fsm->data)->applied++;
-    *result = nullptr;
-    return 0;
-}
-
-int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
-{
-    Member *m = static_cast<Member *>(fsm->data);
-    *bufs = static_cast<struct raft_buffer *>(raft_malloc(sizeof(struct raft_buffer)));
-    (*bufs)[0].len = 8;
-    (*bufs)[0].base = raft_malloc(8);
-    memcpy((*bufs)[0].base, &m->applied, 8);
-    *n_bufs = 1;
-    return 0;
-}
-
-int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
-{
-    memcpy(&static_cast<Member *>(fsm->data)->applied, buf->base, 8);
-    raft_free(buf->base);
-    return 0;
-}
-
-std::string address_of(uint32_t id) { return "127.0.0.1:" + std::to_string(9000 + id); }
-
-void member_start(Cluster &c, uint32_t i)
-{
-    Member &m = c.members[i];
-    memset(&m.fsm, 0, sizeof(m.fsm));
-    m.fsm.version = 1;
-    m.fsm.data = &m;
-    m.fsm.apply = fsm_apply;
-    m.fsm.snapshot = fsm_snapshot;
-    m.fsm.restore = fsm_restore;
-    RaftGroupConfig cfg;
-    cfg.partition = 1;
-    cfg.node_id = i + 1;
-    cfg.address = address_of(i + 1);
-    for (uint32_t j = 1; j <= 3; j++)
-        cfg.members.push_back(RaftMember{j, address_of(j), RAFT_VOTER});
-    cfg.dir = m.dir;
-    cfg.segment_size = 64 * 1024;
-    cfg.snapshot_threshold = c.snapshot_threshold;
-    cfg.snapshot_trailing = c.snapshot_trailing;
-    uint32_t self = i + 1;
-    cfg.send = [&c, self](uint32_t peer, uint32_t, const std::string &encoded) {
-        c.wire.push_back(Message{self, peer, encoded});
-        return true;
-    };
-    cfg.log_write_fault = [&m]() {
-        if (m.fail_next > 0) {
-            m.fail_next--;
-            return RAFT_IOERR;
-        }
-        return m.failing ? RAFT_IOERR : 0;
-    };
-    cfg.snapshot_install_fault = [&m]() { return m.install_failing ? RAFT_IOERR : 0; };
-    m.group.reset(new RaftGroup(&c.loop, cfg, &m.fsm));
-    m.group->start();
-}
-
-void cluster_start(Cluster &c)
-{
-    uv_loop_init(&c.loop);
-    char tmpl[] = "/tmp/atomix-unit-raftgroup-XXXXXX";
-    assert_non_null(mkdtemp(tmpl));
-    c.root = tmpl;
-    for (uint32_t i = 0; i < 3; i++) {
-        Member &m = c.members[i];
-        m.dir = c.root + "/n" + std::to_string(i + 1);
-        assert_int_equal(mkdir(m.dir.c_str(), 0700), 0);
-        member_start(c, i);
-    }
-}
-
-/* One turn: libuv I/O and timers, the wire, then every group's poll. */
-void cluster_turn(Cluster &c)
-{
-    uv_run(&c.loop, UV_RUN_NOWAIT);
-    std::deque<Message> batch;
-    batch.swap(c.wire);
-    for (const Message &msg : batch) {
-        Member &to = c.members[msg.to - 1];
-        if (to.cut || c.members[msg.from - 1].cut)
-            continue;
-        if (to.group->started() && !to.group->closed())
-            to.group->deliver(msg.from, address_of(msg.from), msg.encoded.data(), msg.encoded.size());
-    }
-    for (Member &m : c.members)
-        if (m.group->started() && !m.group->closed())
-            m.group->poll();
-    usleep(500);
-}
-
-template <typename Pred> bool run_until(Cluster &c, Pred done, int max_ms)
-{
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
-    while (std::chrono::steady_clock::now() < until) {
-        if (done())
-            return true;
-        cluster_turn(c);
-    }
-    return done();
-}
-
-int leader_of(Cluster &c, int except = -1)
-{
-    for (int i = 0; i < 3; i++)
-        if (i != except && c.members[i].group->is_leader() && !c.members[i].failing)
-            return i;
-    return -1;
-}
-
-void proposal_done(void *arg, int status, const char *)
-{
-    static_cast<std::vector<int> *>(arg)->push_back(status);
-}
-
-void cluster_stop(Cluster &c)
-{
-    for (Member &m : c.members)
-        m.group->close();
-    run_until(c, [&] {
-        for (Member &m : c.members)
-            if (!m.group->closed())
-                return false;
-        return true;
-    }, 10000);
-    for (Member &m : c.members)
-        m.group->release();
-    for (int i = 0; i < 200; i++)
-        uv_run(&c.loop, UV_RUN_NOWAIT);
-    for (Member &m : c.members)
-        m.group.reset();
-    uv_run(&c.loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&c.loop), 0);
-    std::string rm = "rm -rf " + c.root;
-    assert_int_equal(system(rm.c_str()), 0);
-}
 
 /* A leader whose write fails after its followers stored the entries: no
  * snapshot that does not exist is loaded, the failed leader stops talking,
