@@ -76,6 +76,8 @@ void Worker::start_transport()
     /* frames wait for the flushes in Worker::turn: one write per peer per
      * flush instead of one per Raft message */
     transport_->set_batching(true);
+    /* pings and dead links are checked on the Raft tick (ticks.cpp) */
+    transport_->set_external_liveness(true);
     transport_->start();
 }
 

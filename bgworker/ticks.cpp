@@ -6,7 +6,8 @@
  * idle worker with 256 partitions wakes ten times a second, not 2560.  The
  * same timer runs hibernation (replication/hibernation.h): partitions with
  * nothing to do stop their heartbeats, and each node tells its peers, in one
- * digest frame every kDigestEveryMs, where its partitions stand.
+ * digest frame every kDigestEveryMs, where its partitions stand.  The
+ * transport's pings and dead-link checks run on it too.
  */
 #include "worker.h"
 
@@ -37,11 +38,16 @@ void Worker::start_ticks()
     set_tick_every(kHeartbeatMs);
 }
 
+/* asleep, the tick comes every kDigestEveryMs and must check liveness often
+ * enough for the transport's pings */
+static_assert(kDigestEveryMs <= kPingAfterMs, "the slow tick must not outlast the ping interval");
+
 static void tick_timer_fired(uv_timer_t *t) { static_cast<Worker *>(t->data)->tick_groups(); }
 
 /* Every heartbeat while a group is awake; once every group sleeps only
- * c-raft's timers are idle, and the digests (every kDigestEveryMs) are all
- * that is left to do. */
+ * c-raft's timers are idle, and the digests (every kDigestEveryMs) and the
+ * transport's liveness checks (every kPingAfterMs, the same) are all that
+ * is left to do. */
 void Worker::set_tick_every(uint64_t ms)
 {
     if (!tick_timer_started_ || tick_every_ms_ == ms)
@@ -63,6 +69,8 @@ void Worker::tick_groups()
             groups[i] = p.group.get();
     }
     hibernation_->tick_all(groups, tick_peers_, uv_now(&loop_));
+    if (transport_)
+        transport_->check_liveness(); /* at least every kPingAfterMs: see set_tick_every */
     set_tick_every(hibernation_->all_asleep() ? kDigestEveryMs : kHeartbeatMs);
 }
 

@@ -658,16 +658,18 @@ void Worker::finish_turn()
     }
     reads_applied();
     vet_grants();
+    bool answered = !ready_.empty();
     deliver_replies(ready_);
     ready_.clear();
     grants_.clear();
     grant_gate_.turn_done();
     /* The status is for the views only (nothing waits on it): published
-     * after every turn that applied something, and otherwise at most every
-     * kPublishIdleUs, so an idle worker with many partitions does not rebuild
-     * it on each wake-up. */
+     * after every turn that applied something or answered a caller (so a
+     * session sees its own work counted), and otherwise at most every
+     * kPublishIdleUs, so an idle worker with many partitions does not
+     * rebuild it on each wake-up. */
     int64_t mono = mono_now_us();
-    if (applied || mono - last_publish_us_ >= kPublishIdleUs) {
+    if (applied || answered || mono - last_publish_us_ >= kPublishIdleUs) {
         publish_status();
         last_publish_us_ = mono;
     }

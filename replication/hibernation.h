@@ -60,8 +60,10 @@ namespace atomix {
 
 class RaftGroup;
 
-/* How often each node sends each peer its digest. */
-constexpr uint64_t kDigestEveryMs = 250;
+/* How often each node sends each peer its digest: twice per election
+ * timeout (a peer missing two is taken as silent), and no more often than
+ * the transport's pings, which the digests make unnecessary. */
+constexpr uint64_t kDigestEveryMs = 500;
 /* How long a leader's partition must be unchanged before it hibernates. */
 constexpr uint64_t kQuietAfterMs = 500;
 

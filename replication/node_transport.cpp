@@ -545,9 +545,10 @@ void NodeTransport::start()
     liveness_.data = this;
     liveness_initialized_ = true;
     open_handles_++;
-    uv_timer_start(&liveness_, [](uv_timer_t *timer) {
-        static_cast<NodeTransport *>(timer->data)->check_liveness();
-    }, kPingAfterMs, kPingAfterMs);
+    if (!external_liveness_)
+        uv_timer_start(&liveness_, [](uv_timer_t *timer) {
+            static_cast<NodeTransport *>(timer->data)->check_liveness();
+        }, kPingAfterMs, kPingAfterMs);
     for (auto &kv : peers_) {
         Peer &peer = *kv.second;
         uv_timer_init(loop_, &peer.redial);

@@ -70,7 +70,7 @@ enum class FrameType : uint8_t {
 };
 
 /* Liveness timing (see the file comment). */
-constexpr uint64_t kPingAfterMs = 250;
+constexpr uint64_t kPingAfterMs = 500;
 constexpr uint64_t kSilentAfterMs = 2000;
 constexpr unsigned kTcpUserTimeoutMs = 3000;
 
@@ -141,6 +141,10 @@ class NodeTransport {
     /* Off only in a planted-bug build (src/core/planted_bugs.h): no pings, no
      * silence or user timeouts — the transport of atomix 0.1. */
     void set_liveness(bool on) { liveness_on_ = on; }
+    /* The owner calls check_liveness() at least every kPingAfterMs instead
+     * of the transport's own timer (the raft worker folds it into its Raft
+     * tick: one wake-up fewer several times a second).  Before start(). */
+    void set_external_liveness(bool on) { external_liveness_ = on; }
     /* µs since the Unix epoch of the last frame received from peer, or 0. */
     int64_t last_contact_us(uint32_t peer) const;
 
@@ -191,6 +195,7 @@ class NodeTransport {
     bool liveness_initialized_ = false;
     TransportFaults faults_;
     bool liveness_on_ = true;
+    bool external_liveness_ = false;
     void release_held(Connection *c);
     void flush_connection(Connection *c);
     bool batching_ = false;
