@@ -82,6 +82,10 @@ std::string Worker::describe_replica(Partition &p)
 
 void Worker::watch_progress(int64_t mono_us)
 {
+    /* a watchdog counting seconds: every 50 ms is plenty (it walks every
+     * partition; at 256 of them every turn was 5% of the worker) */
+    if (last_watch_us_ != 0 && mono_us - last_watch_us_ < kWatchEveryUs)
+        return;
     /* This worker itself did not run for a while (it was paused, or one
      * turn took long): the partitions had no chance to progress.  Measure
      * again from now. */

@@ -82,11 +82,20 @@ void worker_set_phase(int phase)
     LWLockRelease(atomix_shared->lock);
 }
 
+uint64_t replica_status_wanted()
+{
+    LWLockAcquire(atomix_shared->lock, LW_SHARED);
+    uint64_t wanted = atomix_shared->status_wanted;
+    LWLockRelease(atomix_shared->lock);
+    return wanted;
+}
+
 void publish_replica_status(const std::vector<ReplicaStatus> &replicas,
-                            const std::vector<NodeStatus> &nodes)
+                            const std::vector<NodeStatus> &nodes, uint64_t generation)
 {
     TimestampTz now = GetCurrentTimestamp();
     LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    atomix_shared->status_published = Max(atomix_shared->status_published, generation);
     atomix_shared->nnodes = (int32)std::min<size_t>(nodes.size(), ATOMIX_MAX_NODES);
     for (int i = 0; i < atomix_shared->nnodes; i++) {
         AtomixNodeStatus *n = &atomix_shared->nodes[i];

@@ -64,8 +64,12 @@ struct NodeStatus {
     bool connected = false;
     int64_t last_contact_us = 0; /* Unix µs, 0 = never */
 };
+/* The latest status generation a scan asked for (shmem.h: on demand). */
+uint64_t replica_status_wanted();
+/* Publishes the status as `generation`: scans that asked for it or an
+ * earlier one stop waiting. */
 void publish_replica_status(const std::vector<ReplicaStatus> &replicas,
-                            const std::vector<NodeStatus> &nodes);
+                            const std::vector<NodeStatus> &nodes, uint64_t generation);
 
 /* Delivers replies to the slots still waiting for them, frees slots whose
  * backend gave up, and wakes the backends. */

@@ -50,12 +50,14 @@ constexpr int64_t kIoBackoffMaxUs = 8 * 1000000;
  * (three election timeouts) makes it "stalled": logged, shown, and a leader
  * steps down. */
 constexpr int64_t kStallAfterUs = 3 * 1000000;
+/* ...checked this often (progress.cpp). */
+constexpr int64_t kWatchEveryUs = 50 * 1000;
 /* c-raft's timers (RaftGroupConfig's defaults), ticked from one timer
  * (ticks.cpp). */
 constexpr unsigned kHeartbeatMs = 100;
 constexpr unsigned kElectionTimeoutMs = 1000;
-/* How stale the published status may get while nothing is applied. */
-constexpr int64_t kPublishIdleUs = 250 * 1000;
+/* How stale the published status may get when no scan asks for it. */
+constexpr int64_t kPublishIdleUs = 1000 * 1000;
 /* One backend request, possibly fanned out to every partition. */
 struct InFlight {
     uint32_t slot = 0;
@@ -213,7 +215,7 @@ class Worker : private ReadIndexHost {
     void finish_turn();
     /* writes the frames batched in the node transport (one write per peer) */
     void flush_transport();
-    void publish_status();
+    void publish_status(uint64_t generation);
     void shutdown();
     long next_timeout_ms(int64_t now_us);
 
@@ -283,6 +285,7 @@ class Worker : private ReadIndexHost {
     std::vector<std::unique_ptr<RaftGroup>> retired_groups_; /* halted groups: never freed */
     int64_t last_watch_us_ = 0; /* monotonic, the last watch_progress */
     int64_t last_publish_us_ = 0; /* monotonic, the last publish_status */
+    uint64_t status_generation_ = 0; /* the last status generation published */
     int64_t resumed_at_us_ = 0; /* monotonic, when this worker last ran on after a pause */
     std::vector<int32_t> test_fail_apply_;
     bool test_fail_apply_all_ = false;

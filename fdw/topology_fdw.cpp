@@ -171,6 +171,8 @@ static void begin_scan(ForeignScanState *node, int)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("invalid atomix cluster settings: %s", problem)));
 
+    /* the worker publishes its status on demand: ask for a fresh one */
+    (void)atomix_request_status(250);
     LWLockAcquire(atomix_shared->lock, LW_SHARED);
     scan->worker_running = atomix_shared->worker_phase == WORKER_RUNNING;
     scan->updated_at = atomix_shared->status_updated_at;

@@ -65,6 +65,32 @@ void atomix_shmem_startup(void)
     shmem_startup_hook = shmem_startup;
 }
 
+bool atomix_request_status(int max_wait_ms)
+{
+    if (!atomix_shared)
+        return false;
+    LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
+    bool running = atomix_shared->worker_phase == WORKER_RUNNING;
+    uint64 want = ++atomix_shared->status_wanted;
+    LWLockRelease(atomix_shared->lock);
+    if (!running)
+        return false;
+    atomix_wake_worker();
+    /* the worker publishes at the end of its current turn: a millisecond,
+     * or the length of one apply */
+    for (int waited_us = 0; waited_us < max_wait_ms * 1000; waited_us += 200) {
+        LWLockAcquire(atomix_shared->lock, LW_SHARED);
+        bool done = atomix_shared->status_published >= want ||
+                    atomix_shared->worker_phase != WORKER_RUNNING;
+        LWLockRelease(atomix_shared->lock);
+        if (done)
+            return true;
+        CHECK_FOR_INTERRUPTS();
+        pg_usleep(200);
+    }
+    return false;
+}
+
 void atomix_wake_worker(void)
 {
     Latch *latch = NULL;

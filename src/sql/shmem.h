@@ -143,6 +143,12 @@ struct AtomixShared {
     int32 partitions;   /* atomix.partitions, as seen by the postmaster */
     TimestampTz worker_started_at;
     TimestampTz status_updated_at;
+    /* The status below is published on demand: a scan of the topology
+     * tables asks for generation status_wanted and waits (briefly) until
+     * status_published reaches it; the worker otherwise publishes only
+     * every second or so (atomix_request_status). */
+    uint64 status_wanted;
+    uint64 status_published;
     AtomixReplicaStatus replicas[ATOMIX_MAX_PARTITIONS];
     int32 nnodes;
     AtomixNodeStatus nodes[ATOMIX_MAX_NODES];
@@ -181,5 +187,8 @@ void atomix_set_loaded_at_startup(void);
 
 /* Wakes the worker, if any (the extension script uses it after CREATE). */
 void atomix_wake_worker(void);
+/* Asks the worker for a fresh status and waits for it (at most
+ * `max_wait_ms`; false when it did not come, e.g. no worker running). */
+bool atomix_request_status(int max_wait_ms);
 
 #endif
