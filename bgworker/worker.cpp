@@ -756,8 +756,7 @@ void Worker::turn(long timeout_ms)
     flush_transport(); /* the proposals' AppendEntries and forwards */
     uv_run(&loop_, UV_RUN_NOWAIT);
     for (auto &p : partitions_)
-        if (!p->group->hibernating()) /* nothing moves in a sleeping group */
-            p->group->poll();
+        p->group->poll();
     /* a partition that just became leader can take what waited for it */
     propose_queued(now);
     reads_->pump(mono);

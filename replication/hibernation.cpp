@@ -164,7 +164,6 @@ void Hibernation::decide(RaftGroup &group, Track &track, uint64_t now_ms)
             if (silent && track.vouched_ms != 0)
                 since = track.vouched_ms;
         }
-        track.asleep.running = false;
         group.wake(since);
     } else if (may) {
         group.hibernate();
@@ -207,22 +206,18 @@ void Hibernation::send_digests(const std::vector<RaftGroup *> &groups,
         records.clear();
         for (size_t i = 0; i < groups.size(); i++) {
             RaftGroup *g = groups[i];
-            GroupDigest d;
-            if (!g || !g->has_member(peer))
-                continue;
+            /* the state decide() just saw (the same tick_all) */
             const Track &t = tracks_[i];
-            if (g->hibernating() && t.asleep.running) {
-                /* asleep: the same record as when it fell asleep */
-                d.partition = g->partition();
-                d.term = t.asleep.term;
-                d.commit = t.asleep.commit;
-                d.last = t.asleep.last;
-                d.leader = t.asleep.leading ? self_ : t.asleep.leader;
-                d.flags = (t.asleep.leading ? kDigestLeading : 0) | kDigestHibernating;
-                records.push_back(d);
-            } else if (g->digest(&d)) {
-                records.push_back(d);
-            }
+            if (!g || !t.running || !g->has_member(peer))
+                continue;
+            GroupDigest d;
+            d.partition = g->partition();
+            d.term = t.term;
+            d.commit = t.commit;
+            d.last = t.last;
+            d.leader = t.leading ? self_ : t.leader;
+            d.flags = (t.leading ? kDigestLeading : 0) | (g->hibernating() ? kDigestHibernating : 0);
+            records.push_back(d);
         }
         if (send_(peer, encode_digests(records)))
             digests_sent_++;

@@ -225,21 +225,6 @@ void RaftGroup::view(GroupView *out)
     }
 }
 
-bool RaftGroup::digest(GroupDigest *out)
-{
-    GroupView v;
-    view(&v);
-    if (!v.running)
-        return false;
-    out->partition = config_.partition;
-    out->term = v.term;
-    out->commit = v.commit;
-    out->last = v.last;
-    out->leader = v.leading ? (uint32_t)config_.node_id : v.leader;
-    out->flags = (v.leading ? kDigestLeading : 0) | (hibernating_ ? kDigestHibernating : 0);
-    return true;
-}
-
 /* Every message c-raft sends: its AppendEntries answers clamped to what the
  * leader vouched for (append_vouching.h), then encoded for the node
  * transport. */

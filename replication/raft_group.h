@@ -27,8 +27,7 @@
 
 namespace atomix {
 
-struct GroupView;   /* hibernation.h */
-struct GroupDigest; /* hibernation.h */
+struct GroupView; /* hibernation.h */
 
 struct RaftMember {
     raft_id id;
@@ -112,9 +111,8 @@ class RaftGroup {
     uint64_t hibernations() const { return hibernations_; }
     void wake(uint64_t since_ms);
     bool hibernating() const { return hibernating_; }
-    /* What hibernation decides on, and what this node tells peers of it. */
+    /* What hibernation decides on (and tells peers of). */
     void view(struct GroupView *out);
-    bool digest(struct GroupDigest *out);
     bool has_member(uint32_t node) const;
     /* Raft messages c-raft sent (heartbeats included). */
     uint64_t messages_sent() const { return messages_sent_; }
