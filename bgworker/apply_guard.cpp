@@ -104,6 +104,7 @@ bool Worker::start_group(Partition &p)
     }
     p.group = std::make_unique<RaftGroup>(&loop_, p.raft_config, &p.fsm);
     try {
+        make_partition_dir(p.raft_config.dir);
         p.group->start();
         return true;
     } catch (const std::exception &e) {
@@ -113,6 +114,38 @@ bool Worker::start_group(Partition &p)
         ereport(WARNING, (errmsg("atomix: partition %d could not restart: %s; next try in %lld ms",
                                  p.id, e.what(), (long long)(p.backoff_us / 1000))));
         return false;
+    }
+}
+
+/* The partition's first start, when the worker starts.  A group that cannot
+ * start — its log's disk is full (raft_uv's probe file, a segment or the
+ * metadata cannot be written), a directory cannot be made — halts this
+ * partition alone, as a failed restart does, instead of failing the worker:
+ * the postmaster would restart the worker every second, and every other
+ * partition on a disk that still has room would stop serving with it
+ * (test/chaos, disk full then crash; TAP 117). */
+void Worker::start_first_group(Partition &p)
+{
+    try {
+        make_partition_dir(p.raft_config.dir);
+        p.group->start();
+        return;
+    } catch (const std::exception &e) {
+        p.halted = true;
+        p.phase = GroupPhase::Stopped; /* its group never started: nothing to close */
+        p.io_failure = true;
+        p.halted_at_us = mono_now_us();
+        p.apply_failures++;
+        p.last_error = std::string("starting its Raft group: ") + e.what();
+        p.backoff_us = kHaltBackoffFirstUs;
+        p.restart_at_us = p.halted_at_us + p.backoff_us;
+        ereport(WARNING,
+                (errmsg("atomix: partition %d could not start on this node: %s", p.id, e.what()),
+                 errdetail("The other partitions start and serve; this one tries again in %lld "
+                           "ms, backing off to %lld s.",
+                           (long long)(p.backoff_us / 1000), (long long)(kHaltBackoffMaxUs / 1000000)),
+                 errhint("Free space where $PGDATA/atomix lives; see atomix.partitions "
+                         "(status, last_error, retry_at).")));
     }
 }
 
@@ -145,9 +178,12 @@ void Worker::maintain_halted(int64_t mono_us)
             p.tick_in_flight = false;
             if (start_group(p)) {
                 p.phase = GroupPhase::Running;
-                ereport(LOG, (errmsg("atomix: partition %d restarted its Raft group; applying "
-                                     "again from index %llu",
-                                     p.id, (unsigned long long)p.failed_index)));
+                if (p.failed_index != 0)
+                    ereport(LOG, (errmsg("atomix: partition %d restarted its Raft group; applying "
+                                         "again from index %llu",
+                                         p.id, (unsigned long long)p.failed_index)));
+                else
+                    ereport(LOG, (errmsg("atomix: partition %d started its Raft group", p.id)));
             } else {
                 p.halted = true; /* stays Stopped; its group never started */
             }

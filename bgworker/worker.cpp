@@ -433,7 +433,7 @@ void Worker::start_loop()
     });
 }
 
-static void make_dir(const std::string &path)
+void make_partition_dir(const std::string &path)
 {
     if (mkdir(path.c_str(), S_IRWXU) != 0 && errno != EEXIST)
         throw std::runtime_error("could not create directory \"" + path + "\": " +
@@ -443,7 +443,7 @@ static void make_dir(const std::string &path)
 void Worker::start_partitions()
 {
     std::string base = std::string(DataDir) + "/atomix";
-    make_dir(base);
+    make_partition_dir(base);
     /* before any group starts: raft_start may already apply entries */
     router_ = std::make_unique<RequestRouter>(static_cast<RouterHost &>(*this), (size_t)atomix_partitions);
     reads_ = std::make_unique<ReadIndex>(static_cast<ReadIndexHost &>(*this), (size_t)atomix_partitions);
@@ -483,12 +483,11 @@ void Worker::start_partitions()
                                         encoded.data(), encoded.size());
             };
         }
-        make_dir(config.dir);
         p->raft_config = config;
         p->group = std::make_unique<RaftGroup>(&loop_, config, &p->fsm);
         partitions_.push_back(std::move(p));
         /* raft_start may restore a snapshot, inside the apply transaction */
-        partitions_.back()->group->start();
+        start_first_group(*partitions_.back());
     }
     /* learn each partition's applied index and next expiry (TTL ticks must
      * fire after a restart even if nothing else touches the partition) */

@@ -206,6 +206,7 @@ class Worker : private ReadIndexHost {
     void maintain_halted(int64_t mono_us);
     void answer_queued_of_halted(Partition &p);
     bool start_group(Partition &p);
+    void start_first_group(Partition &p);
     void apply_test_settings();
     void on_io_error(Partition &p, int status, const std::string &message);
     /* progress.cpp */
@@ -291,6 +292,9 @@ class Worker : private ReadIndexHost {
     bool test_fail_apply_all_ = false;
     std::string test_settings_seen_;
 };
+
+/* mkdir -p of one level; EEXIST is fine (worker.cpp) */
+void make_partition_dir(const std::string &path);
 
 } // namespace atomix
 
