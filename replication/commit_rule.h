@@ -34,17 +34,26 @@ inline uint64_t quorum_commit_index(const struct raft *r, raft_id self, uint64_t
 {
     if (r->state != RAFT_LEADER || term_start == 0 || r->leader_state.progress == nullptr)
         return 0;
-    std::vector<uint64_t> stored;
+    /* on the stack for the usual few voters: this runs for every led group
+     * whose progress moved, every loop turn */
+    uint64_t small[16];
+    std::vector<uint64_t> large;
+    uint64_t *stored = small;
+    if (r->configuration.n > 16) {
+        large.resize(r->configuration.n);
+        stored = large.data();
+    }
+    size_t voters = 0;
     for (unsigned i = 0; i < r->configuration.n; i++) {
         const struct raft_server &s = r->configuration.servers[i];
         if (s.role != RAFT_VOTER)
             continue;
-        stored.push_back(s.id == self ? r->last_stored : r->leader_state.progress[i].match_index);
+        stored[voters++] = s.id == self ? r->last_stored : r->leader_state.progress[i].match_index;
     }
-    if (stored.empty())
+    if (voters == 0)
         return 0;
-    std::sort(stored.begin(), stored.end(), std::greater<uint64_t>());
-    uint64_t quorum = stored[stored.size() / 2]; /* a majority stored at least this */
+    std::sort(stored, stored + voters, std::greater<uint64_t>());
+    uint64_t quorum = stored[voters / 2]; /* a majority stored at least this */
     if (quorum > r->commit_index && quorum >= term_start && quorum <= r->last_stored)
         return quorum;
     return 0;

@@ -220,6 +220,29 @@ class RaftGroup {
     void flush_send_completions();
     void announce_commit();
     void advance_commit();
+    /* What advance_commit and announce_commit read, while leading: when it
+     * has not moved since they last ran, poll() skips them. */
+    struct LeaderProgress {
+        static constexpr unsigned kMaxMembers = 16;
+        bool comparable = false; /* false: not leading, or too many members to keep */
+        uint64_t term = 0, term_start = 0, commit = 0, last_stored = 0;
+        unsigned members = 0;
+        raft_id ids[kMaxMembers] = {};
+        int roles[kMaxMembers] = {};
+        uint64_t match[kMaxMembers] = {};
+        bool operator==(const LeaderProgress &o) const
+        {
+            if (!comparable || !o.comparable || term != o.term || term_start != o.term_start ||
+                commit != o.commit || last_stored != o.last_stored || members != o.members)
+                return false;
+            for (unsigned i = 0; i < members; i++)
+                if (ids[i] != o.ids[i] || roles[i] != o.roles[i] || match[i] != o.match[i])
+                    return false;
+            return true;
+        }
+    };
+    LeaderProgress leader_progress() const;
+    LeaderProgress last_progress_;
     /* raft_log_io.cpp: log writes to raft_uv one at a time */
     struct LogOp {
         enum Kind { Append, Truncate, SnapshotPut } kind = Append;
