@@ -509,18 +509,30 @@ void PgStorage::request_record(const std::vector<RequestRecord> &records)
     /* before the insert: an id the filter has and the table lacks (the
      * insert failed and rolled back) costs a lookup; the reverse would
      * apply a request twice */
-    for (const RequestRecord &r : records)
-        request_filter_.add(r.request_id, r.recorded_at_us);
+    /* Each id goes into the filter before its insert: an id the filter has
+     * and the table lacks (the insert failed and rolled back) costs a
+     * lookup; the reverse would apply a request twice. */
     if (request_writer_.usable()) {
         for (const RequestRecord &r : records) {
+            /* Nearly every record is a new id, which the filter knows is not
+             * in the table (request_filter.h: no false "not there"): insert
+             * it without the primary-key probe an upsert makes.  A waiting
+             * request settled later is in the filter and is upserted. */
+            bool is_new = !request_filter_.may_contain(r.request_id);
+            request_filter_.add(r.request_id, r.recorded_at_us);
             Datum cols[5] = {Int32GetDatum(partition_), Int64GetDatum((int64)r.request_id),
                              Int16GetDatum((int16)r.code), Int64GetDatum(r.value),
                              Int64GetDatum(r.recorded_at_us)};
             bool nulls[5] = {false, false, false, false, false};
-            request_writer_.upsert(cols, nulls);
+            if (is_new)
+                request_writer_.insert(cols, nulls);
+            else
+                request_writer_.upsert(cols, nulls);
         }
         return;
     }
+    for (const RequestRecord &r : records)
+        request_filter_.add(r.request_id, r.recorded_at_us);
     Datum args[4];
     pg_guard([&] {
         int n = (int)records.size();

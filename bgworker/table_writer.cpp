@@ -109,6 +109,37 @@ TableWriter::Open *TableWriter::open()
 
 bool TableWriter::usable() { return !atomix_test_sql_writes && !open()->has_triggers; }
 
+/* The row in the writer's slot: `values` are the table's live columns in
+ * order (dropped columns are skipped). */
+static void fill_row(TupleTableSlot *row, Relation rel, const Datum *values, const bool *nulls)
+{
+    TupleDesc desc = RelationGetDescr(rel);
+    ExecClearTuple(row);
+    for (int a = 0, given = 0; a < desc->natts; a++) {
+        if (TupleDescAttr(desc, a)->attisdropped) {
+            row->tts_values[a] = (Datum)0;
+            row->tts_isnull[a] = true;
+        } else {
+            row->tts_values[a] = values[given];
+            row->tts_isnull[a] = nulls[given];
+            given++;
+        }
+    }
+    ExecStoreVirtualTuple(row);
+}
+
+void TableWriter::insert(const Datum *values, const bool *nulls)
+{
+    Open *o = open();
+    pg_guard([&] {
+        CommandCounterIncrement();
+        fill_row(o->row, o->rel, values, nulls);
+        ExecSimpleRelationInsert(o->rri, o->estate, o->row);
+        ExecClearTuple(o->row);
+        ResetPerTupleExprContext(o->estate);
+    });
+}
+
 void TableWriter::upsert(const Datum *values, const bool *nulls)
 {
     Open *o = open();
@@ -117,19 +148,7 @@ void TableWriter::upsert(const Datum *values, const bool *nulls)
          * later command, and SnapshotSelf sees it */
         CommandCounterIncrement();
         TupleTableSlot *row = o->row;
-        TupleDesc desc = RelationGetDescr(o->rel);
-        ExecClearTuple(row);
-        for (int a = 0, given = 0; a < desc->natts; a++) {
-            if (TupleDescAttr(desc, a)->attisdropped) {
-                row->tts_values[a] = (Datum)0;
-                row->tts_isnull[a] = true;
-            } else {
-                row->tts_values[a] = values[given];
-                row->tts_isnull[a] = nulls[given];
-                given++;
-            }
-        }
-        ExecStoreVirtualTuple(row);
+        fill_row(row, o->rel, values, nulls);
 
         ScanKeyData keys[INDEX_MAX_KEYS];
         for (int i = 0; i < o->nkeys; i++) {

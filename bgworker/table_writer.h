@@ -47,6 +47,11 @@ class TableWriter {
     /* Inserts the row (every column of the table, in order), or replaces
      * the row with the same primary key. */
     void upsert(const Datum *values, const bool *nulls);
+    /* Inserts the row without looking for one with its primary key first:
+     * for callers that know there is none.  A row that exists after all
+     * fails the insert with unique_violation (the entry's partition halts),
+     * never a second row. */
+    void insert(const Datum *values, const bool *nulls);
     /* False when the table has triggers (use SQL instead). */
     bool usable();
 
