@@ -106,6 +106,7 @@ bool Worker::start_group(Partition &p)
     try {
         make_partition_dir(p.raft_config.dir);
         p.group->start();
+        log_trimmed_segments(p);
         return true;
     } catch (const std::exception &e) {
         p.last_error = std::string("restarting its Raft group: ") + e.what();
@@ -115,6 +116,14 @@ bool Worker::start_group(Partition &p)
                                  p.id, e.what(), (long long)(p.backoff_us / 1000))));
         return false;
     }
+}
+
+void Worker::log_trimmed_segments(Partition &p)
+{
+    for (const std::string &name : p.group->trimmed_segments())
+        ereport(LOG, (errmsg("atomix: partition %d: trimmed the zero tail of full open Raft log "
+                             "segment %s so that raft_uv 0.15 can load it",
+                             p.id, name.c_str())));
 }
 
 /* The partition's first start, when the worker starts.  A group that cannot
@@ -129,6 +138,7 @@ void Worker::start_first_group(Partition &p)
     try {
         make_partition_dir(p.raft_config.dir);
         p.group->start();
+        log_trimmed_segments(p);
         return;
     } catch (const std::exception &e) {
         p.halted = true;

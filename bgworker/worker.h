@@ -207,6 +207,7 @@ class Worker : private ReadIndexHost {
     void answer_queued_of_halted(Partition &p);
     bool start_group(Partition &p);
     void start_first_group(Partition &p);
+    void log_trimmed_segments(Partition &p);
     void apply_test_settings();
     void on_io_error(Partition &p, int status, const std::string &message);
     /* progress.cpp */

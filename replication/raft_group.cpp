@@ -3,6 +3,7 @@
  * instance (see raft_group.h).
  */
 #include "raft_group.h"
+#include "segment_repair.h"
 
 #include <algorithm>
 #include <cstring>
@@ -32,6 +33,8 @@ static std::runtime_error raft_failure(const char *what, int rv, const char *det
 
 void RaftGroup::start()
 {
+    /* raft_uv 0.15 aborts loading a full open segment (segment_repair.h) */
+    trimmed_segments_ = trim_full_open_segments(config_.dir);
     int rv = raft_uv_init(&io_, loop_, config_.dir.c_str(), &transport_);
     if (rv != 0)
         throw raft_failure("raft_uv_init", rv, io_.errmsg);

@@ -94,6 +94,8 @@ class RaftGroup {
     /* Bootstraps the group (the same configuration on every member) on first
      * start, then starts it.  Throws std::runtime_error on failure. */
     void start();
+    /* Open segments start() trimmed so raft_uv could load them (segment_repair.h). */
+    const std::vector<std::string> &trimmed_segments() const { return trimmed_segments_; }
 
     /* c-raft's periodic tick (heartbeats, election and step-down timers),
      * unless hibernating; only with config.tick_externally. */
@@ -324,6 +326,7 @@ class RaftGroup {
     bool hibernating_ = false;
     uint64_t hibernations_ = 0;
     uint64_t messages_sent_ = 0;
+    std::vector<std::string> trimmed_segments_;
     uint64_t announced_commit_ = 0;
     std::map<raft_id, uint64_t> announced_match_;
     struct SendCompletion {
