@@ -428,8 +428,9 @@ void RaftGroup::poll()
      * the announcement below were a tenth of a busy worker.  Both read only
      * what LeaderProgress holds, so when none of it moved since they last
      * ran they would do nothing: skip them. */
-    LeaderProgress now = leader_progress();
-    if (!now.comparable || !(now == last_progress_)) {
+    if (!leader) {
+        last_progress_.comparable = false; /* both would return at once */
+    } else if (!(leader_progress() == last_progress_)) {
         advance_commit();
         announce_commit();
         last_progress_ = leader_progress();

@@ -229,9 +229,10 @@ class RaftGroup {
         bool comparable = false; /* false: not leading, or too many members to keep */
         uint64_t term = 0, term_start = 0, commit = 0, last_stored = 0;
         unsigned members = 0;
-        raft_id ids[kMaxMembers] = {};
-        int roles[kMaxMembers] = {};
-        uint64_t match[kMaxMembers] = {};
+        /* only the first `members` are set (no zeroing: every poll builds one) */
+        raft_id ids[kMaxMembers];
+        int roles[kMaxMembers];
+        uint64_t match[kMaxMembers];
         bool operator==(const LeaderProgress &o) const
         {
             if (!comparable || !o.comparable || term != o.term || term_start != o.term_start ||
