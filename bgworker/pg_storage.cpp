@@ -506,9 +506,6 @@ std::vector<RequestRecord> PgStorage::request_lookup_many(const std::vector<uint
 
 void PgStorage::request_record(const std::vector<RequestRecord> &records)
 {
-    /* before the insert: an id the filter has and the table lacks (the
-     * insert failed and rolled back) costs a lookup; the reverse would
-     * apply a request twice */
     /* Each id goes into the filter before its insert: an id the filter has
      * and the table lacks (the insert failed and rolled back) costs a
      * lookup; the reverse would apply a request twice. */

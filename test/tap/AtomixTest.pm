@@ -25,6 +25,8 @@ use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(
   atomix_node
+  raft_log_on_tmpfs
+  fill_file_system
   worker_pid
   wait_for_worker
   wait_until_serving
@@ -98,6 +100,29 @@ sub atomix_node
 		wait_until_serving($node);
 	}
 	return $node;
+}
+
+# Puts the (not yet started) node's $PGDATA/atomix, its Raft logs, in a
+# directory of its own on the small file system TMPFS (ATOMIX_TAP_TMPFS), so
+# a test can fill it; returns that directory.
+sub raft_log_on_tmpfs
+{
+	my ($node, $tmpfs) = @_;
+	my $logdir = "$tmpfs/" . $node->name;
+	mkdir $logdir or die "$logdir: $!";
+	symlink($logdir, $node->data_dir . '/atomix') or die "symlink: $!";
+	return $logdir;
+}
+
+# Fills the file system of DIR to the last block: the next write there fails
+# with ENOSPC.  Returns the files written (unlink them to free the space).
+sub fill_file_system
+{
+	my ($dir) = @_;
+	my @files = ("$dir/filler", "$dir/filler.tail");
+	system('dd', 'if=/dev/zero', "of=$files[0]", 'bs=1M', 'count=1024', 'status=none');
+	system('dd', 'if=/dev/zero', "of=$files[1]", 'bs=4k', 'count=100000', 'status=none');
+	return @files;
 }
 
 # The pid of the node's raft worker, or undef when none is running.

@@ -42,9 +42,7 @@ my @n = atomix_cluster($N, name => 'full', start => 0,
 		'atomix.snapshot_trailing = 16' ],
 	node_conf => { 2 => [ "atomix.test_segment_size = '8kB'" ] });
 my $victim = $n[1];
-my $logdir = "$tmpfs/" . $victim->name;
-mkdir $logdir or die "$logdir: $!";
-symlink($logdir, $victim->data_dir . '/atomix') or die "symlink: $!";
+my $logdir = raft_log_on_tmpfs($victim, $tmpfs);
 $_->start for @n;
 $_->safe_psql('postgres', 'CREATE EXTENSION atomix') for @n;
 wait_for_leaders(\@n, 60);
@@ -63,15 +61,10 @@ my @loads = map { start_load($n[$_], clients => 1, first => $_ + 1, stream => 1,
 sub pump_all { my ($s) = @_; pump_load($_, $s / @loads) for @loads; return; }
 pump_all(1);
 
-my $filler = "$logdir/filler";
-sub fill
-{
-	# as much as fits: the next Raft log write fails with ENOSPC
-	system('dd', 'if=/dev/zero', "of=$filler", 'bs=1M', 'count=1024', 'status=none');
-	system('dd', 'if=/dev/zero', "of=$filler.tail", 'bs=4k', 'count=100000', 'status=none');
-	return;
-}
-sub free_space { unlink $filler, "$filler.tail"; return; }
+my @fillers;
+# as much as fits: the next Raft log write fails with ENOSPC
+sub fill { @fillers = fill_file_system($logdir); return; }
+sub free_space { unlink @fillers; return; }
 
 my (@bite, @move, @back);
 for my $round (1 .. $ROUNDS)

@@ -31,9 +31,7 @@ plan skip_all => 'needs a small tmpfs for the Raft log (test/run-tests mounts on
 
 my @n = atomix_cluster(3, name => 'fullstart', start => 0, conf => [ 'log_statement = none' ]);
 my $victim = $n[1];
-my $logdir = "$tmpfs/" . $victim->name;
-mkdir $logdir or die "$logdir: $!";
-symlink($logdir, $victim->data_dir . '/atomix') or die "symlink: $!";
+my $logdir = raft_log_on_tmpfs($victim, $tmpfs);
 $_->start for @n;
 $_->safe_psql('postgres', 'CREATE EXTENSION atomix') for @n;
 wait_for_leaders(\@n, 60);
@@ -48,9 +46,7 @@ my @probes = map { $probe_of{$_} } sort { $a <=> $b } keys %probe_of;
 is(scalar @probes, 16, 'a probe counter in each of the 16 partitions');
 $n[0]->safe_psql('postgres', join(";\n", map { "SELECT atomix.counter_set('$_', 1)" } @probes));
 
-my $filler = "$logdir/filler";
-system('dd', 'if=/dev/zero', "of=$filler", 'bs=1M', 'count=1024', 'status=none');
-system('dd', 'if=/dev/zero', "of=$filler.tail", 'bs=4k', 'count=100000', 'status=none');
+my @fillers = fill_file_system($logdir);
 
 $victim->stop('immediate');
 my $pos = log_position($victim);
@@ -88,7 +84,7 @@ my $served = wait_until(15, sub {
 });
 ok($served, 'nodes 1 and 3 serve every partition while node 2 cannot');
 
-unlink $filler, "$filler.tail";
+unlink @fillers;
 my $t1 = time;
 my $back = wait_until(20, sub {
 	return $victim->safe_psql('postgres',
