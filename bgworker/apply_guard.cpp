@@ -224,6 +224,16 @@ static std::vector<uint32_t> parse_ids(const char *list, const std::vector<uint3
 
 void Worker::apply_test_settings()
 {
+    /* every turn: compared in place, nothing allocated unless one changed */
+    const char *now[] = {atomix_test_hold_outbound, atomix_test_hold_inbound, atomix_test_fail_apply};
+    bool same = atomix_test_hold_release == test_hold_release_seen_;
+    for (int i = 0; i < 3 && same; i++)
+        same = test_settings_last_[i] == (now[i] ? now[i] : "");
+    if (same)
+        return;
+    for (int i = 0; i < 3; i++)
+        test_settings_last_[i] = now[i] ? now[i] : "";
+    test_hold_release_seen_ = atomix_test_hold_release;
     std::string seen = std::string(atomix_test_hold_outbound ? atomix_test_hold_outbound : "") + "|" +
                        (atomix_test_hold_inbound ? atomix_test_hold_inbound : "") + "|" +
                        std::to_string(atomix_test_hold_release) + "|" +

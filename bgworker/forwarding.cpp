@@ -83,6 +83,8 @@ void Worker::start_transport()
 
 void Worker::on_frame(uint32_t peer, FrameType type, const char *data, size_t len)
 {
+    if (type != FrameType::Digest)
+        unsettle();
     try {
         switch (type) {
         case FrameType::Raft: {

@@ -34,6 +34,7 @@ uint64_t Worker::propose_internal(int32_t partition, Command cmd)
     qc.origin = cluster_->self().id;
     qc.queued_us = mono_now_us();
     qc.deadline_us = qc.queued_us + (int64_t)atomix_unavailable_timeout_ms * 1000;
+    unsettle();
     router_->submit(partition, std::move(qc));
     return cmd.request_id;
 }

@@ -57,7 +57,12 @@ void Worker::set_tick_every(uint64_t ms)
 }
 
 /* A group woke (a proposal, a peer's message): c-raft's timers run again. */
-void Worker::group_woke() { set_tick_every(kHeartbeatMs); }
+void Worker::group_woke()
+{
+    woke_since_tick_ = true;
+    unsettle();
+    set_tick_every(kHeartbeatMs);
+}
 
 void Worker::tick_groups()
 {
@@ -69,6 +74,8 @@ void Worker::tick_groups()
             groups[i] = p.group.get();
     }
     hibernation_->tick_all(groups, tick_peers_, uv_now(&loop_));
+    woke_since_tick_ = false; /* all_asleep() is as of now */
+    unsettle();               /* a tick turn runs every walk (quiet_turns.cpp) */
     if (transport_)
         transport_->check_liveness(); /* at least every kPingAfterMs: see set_tick_every */
     set_tick_every(hibernation_->all_asleep() ? kDigestEveryMs : kHeartbeatMs);

@@ -505,6 +505,9 @@ void Worker::queue_requests()
 {
     std::vector<TakenRequest> taken;
     take_requests(taken);
+    if (taken.empty())
+        return;
+    unsettle();
     int64_t now = mono_now_us();
     for (TakenRequest &t : taken) {
         auto req = std::make_shared<InFlight>();
@@ -619,15 +622,19 @@ long Worker::next_timeout_ms(int64_t now_us)
         if (timeout < 0 || ms < timeout)
             timeout = ms;
     };
-    for (auto &p : partitions_) {
+    if (quiet_ && quiet_deadline_us_ != INT64_MAX)
+        consider_at(quiet_deadline_us_, now_us); /* settled: none halted, none ticking */
+    for (size_t i = 0; i < partitions_.size() && !quiet_; i++) {
+        Partition *p = partitions_[i].get();
         std::optional<int64_t> expiry;
         if (!p->tick_in_flight && p->sm.cached_next_deadline(&expiry) && expiry && p->group->is_leader())
             consider_at(*expiry, now_us); /* log time: wall clock */
         if (p->halted)
             consider_at(p->phase == GroupPhase::Stopped ? p->restart_at_us : mono_us + 50000, mono_us);
     }
-    int64_t deadline = router_ ? router_->next_deadline_us() : INT64_MAX;
-    if (reads_)
+    /* settled: nothing queued, forwarded or read (quiet_turns.cpp) */
+    int64_t deadline = router_ && !quiet_ ? router_->next_deadline_us() : INT64_MAX;
+    if (reads_ && !quiet_)
         deadline = std::min(deadline, reads_->next_deadline_us());
     if (deadline != INT64_MAX)
         consider_at(deadline, mono_us);
@@ -654,7 +661,8 @@ void Worker::finish_turn()
         }
         txn_.commit();
     }
-    reads_applied();
+    if (!quiet_)
+        reads_applied();
     vet_grants();
     deliver_replies(ready_);
     ready_.clear();
@@ -662,12 +670,14 @@ void Worker::finish_turn()
     grant_gate_.turn_done();
     /* The status is for the topology views only, and they ask for it
      * (atomix_request_status): published when a scan wants it, and
-     * otherwise every kPublishIdleUs.  Building it walks every partition:
+     * otherwise every kPublishIdleUs (kPublishQuietUs while every partition
+     * sleeps).  Building it walks every partition:
      * at 256 partitions, publishing after every turn was a fifth of the
      * worker under linearizable reads. */
     int64_t mono = mono_now_us();
     uint64_t wanted = replica_status_wanted();
-    if (wanted > status_generation_ || mono - last_publish_us_ >= kPublishIdleUs) {
+    bool asleep = hibernation_ && hibernation_->all_asleep() && !woke_since_tick_;
+    if (wanted > status_generation_ || mono - last_publish_us_ >= (asleep ? kPublishQuietUs : kPublishIdleUs)) {
         publish_status(wanted);
         status_generation_ = wanted;
         last_publish_us_ = mono;
@@ -750,23 +760,28 @@ void Worker::turn(long timeout_ms)
         cancel_abandoned_waits();
         maintain_sessions(now);
     }
-    propose_queued(now);
-    propose_ticks(now);
+    if (!quiet_)
+        propose_queued(now);
+    if (!quiet_ || now >= quiet_deadline_us_)
+        propose_ticks(now);
     flush_transport(); /* the proposals' AppendEntries and forwards */
     uv_run(&loop_, UV_RUN_NOWAIT);
-    for (auto &p : partitions_)
-        p->group->poll();
-    /* a partition that just became leader can take what waited for it */
-    propose_queued(now);
-    reads_->pump(mono);
-    router_->resend_stalled();
-    balance_leaders(mono);
-    expire_unavailable(mono);
-    maintain_halted(mono);
-    watch_progress(mono);
+    if (!quiet_) { /* else every partition sleeps and nothing waits: see quiet_turns.cpp */
+        for (auto &p : partitions_)
+            p->group->poll();
+        /* a partition that just became leader can take what waited for it */
+        propose_queued(now);
+        reads_->pump(mono);
+        router_->resend_stalled();
+        balance_leaders(mono);
+        expire_unavailable(mono);
+        maintain_halted(mono);
+        watch_progress(mono);
+    }
     flush_transport(); /* before the turn's commit, which may take a while */
     finish_turn();
     flush_transport();
+    quiet_ = quiet_ || settled(); /* the next turn's, until something unsettles it */
 }
 
 void Worker::flush_transport()

@@ -58,6 +58,9 @@ constexpr unsigned kHeartbeatMs = 100;
 constexpr unsigned kElectionTimeoutMs = 1000;
 /* How stale the published status may get when no scan asks for it. */
 constexpr int64_t kPublishIdleUs = 1000 * 1000;
+/* ...and when every partition sleeps (quiet_turns.cpp): nothing in it moves
+ * but the peers' last contact, and a scan still gets it fresh on demand */
+constexpr int64_t kPublishQuietUs = 10 * 1000 * 1000;
 /* One backend request, possibly fanned out to every partition. */
 struct InFlight {
     uint32_t slot = 0;
@@ -240,6 +243,10 @@ class Worker : private ReadIndexHost {
     void on_digest(uint32_t peer, const char *data, size_t len);
     void stop_ticks();
 
+    /* quiet_turns.cpp: an idle worker's turns skip their per-partition walks */
+    bool settled();
+    void unsettle();
+
     /* watch_notify.cpp */
     void notify_watchers();
     /* node id | 16 random bits per worker start | counter: unique across the
@@ -275,6 +282,9 @@ class Worker : private ReadIndexHost {
     uint64_t tick_every_ms_ = 0;
     std::vector<uint32_t> tick_peers_;
     std::vector<RaftGroup *> tick_groups_; /* scratch */
+    bool woke_since_tick_ = false; /* a group woke after the last tick's count of sleepers */
+    bool quiet_ = false;           /* this turn may skip the walks (quiet_turns.cpp) */
+    int64_t quiet_deadline_us_ = INT64_MAX; /* while quiet: the earliest due tick (log time) */
     std::unordered_map<uint64_t, PendingWait> waits_;
     std::unordered_map<uint64_t, KeepAliveSent> keep_alives_;
     std::vector<char> had_sessions_; /* by partition, at the last keep-alive round */
@@ -292,6 +302,8 @@ class Worker : private ReadIndexHost {
     std::vector<int32_t> test_fail_apply_;
     bool test_fail_apply_all_ = false;
     std::string test_settings_seen_;
+    std::string test_settings_last_[3]; /* hold_outbound, hold_inbound, fail_apply as last seen */
+    int test_hold_release_seen_ = -1;
 };
 
 /* mkdir -p of one level; EEXIST is fine (worker.cpp) */

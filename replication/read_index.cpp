@@ -337,6 +337,17 @@ void ReadIndex::flush()
     out_.clear();
 }
 
+bool ReadIndex::idle() const
+{
+    for (const auto &kv : out_)
+        if (!kv.second.empty())
+            return false;
+    for (const Part &q : parts_)
+        if (!q.reads.empty() || !q.next.empty() || !q.rounds.empty())
+            return false;
+    return true;
+}
+
 int64_t ReadIndex::next_deadline_us() const
 {
     int64_t next = INT64_MAX;

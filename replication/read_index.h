@@ -93,6 +93,8 @@ class ReadIndex {
     size_t waiting(int32_t partition) const { return parts_[(size_t)partition].reads.size(); }
     /* earliest deadline of a waiting read (monotonic), or INT64_MAX */
     int64_t next_deadline_us() const;
+    /* no read waiting, asked or in a round, and nothing unsent */
+    bool idle() const;
     /* confirmation rounds this node started as leader / reads they served */
     uint64_t rounds(int32_t partition) const { return parts_[(size_t)partition].rounds_started; }
     uint64_t reads_confirmed(int32_t partition) const { return parts_[(size_t)partition].reads_confirmed; }

@@ -334,6 +334,16 @@ size_t RequestRouter::waiting(int32_t partition) const
     return n;
 }
 
+bool RequestRouter::idle() const
+{
+    if (!forwarded_.empty())
+        return false;
+    for (const PartitionQueue &q : parts_)
+        if (!q.queued.empty() || !q.proposing.empty())
+            return false;
+    return true;
+}
+
 int64_t RequestRouter::next_deadline_us() const
 {
     int64_t at = INT64_MAX;

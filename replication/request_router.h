@@ -155,6 +155,8 @@ class RequestRouter {
     /* commands queued, in proposals, or forwarded from here */
     size_t waiting(int32_t partition) const;
     bool has_queued(int32_t partition) const { return !parts_[(size_t)partition].queued.empty(); }
+    /* nothing queued, in a proposal or forwarded from here, anywhere */
+    bool idle() const;
     /* earliest deadline of anything waiting (monotonic), or INT64_MAX */
     int64_t next_deadline_us() const;
     uint64_t resends(int32_t partition) const { return parts_[(size_t)partition].resends; }

@@ -4,7 +4,10 @@
 # 3 nodes, 16 partitions.
 #   1. Left alone, every replica on every node hibernates, and no Raft
 #      message is sent for two seconds; the nodes still see each other.
-#   2. Linearizable reads on every node are served without waking anything.
+#   2. Linearizable reads on every node are served without waking anything,
+#      and at once: a worker whose partitions all sleep skips its walks over
+#      them (quiet turns) until something arrives, and what arrives must end
+#      that at once, not at its next tick (500 ms).
 #   3. Writes through every node succeed at once and read back on the
 #      others; the partitions then go back to sleep.
 #   4. A node's raft worker is frozen while its partitions sleep: the other
@@ -70,26 +73,41 @@ $n[0]->safe_psql('postgres', "SELECT atomix.map_put('h', 'k' || i, 'v' || i) FRO
 ok(wait_until(20, \&all_asleep), 'asleep again after the first writes');
 my @naps = map { hibernations($_) } @n;
 my $reads = 0;
+my @read_ms;
 for my $i (1 .. 48)
 {
 	my $k = $i % 16 + 1;
-	$reads++ if $n[ $i % $N ]->safe_psql('postgres', "SELECT atomix.map_get('h', 'k$k')") eq "v$k";
+	# timed inside the server: psql's own start-up is not the read's
+	my $out = $n[ $i % $N ]->safe_psql('postgres',
+		"SELECT atomix.map_get('h', 'k$k') || ' ' || (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int");
+	my ($v, $ms) = split / /, $out;
+	$reads++ if $v eq "v$k";
+	push @read_ms, $ms;
 }
 is($reads, 48, '48 linearizable reads over the three nodes returned the latest values');
+my @sorted = sort { $a <=> $b } @read_ms;
+cmp_ok($sorted[24], '<', 100, "their median took $sorted[24] ms (slowest $sorted[-1] ms): a sleeping cluster answers at once");
 ok(all_asleep(), 'the reads woke no partition') or diag join(' ', map { sleeping($_) } @n);
 is_deeply([ map { hibernations($_) } @n ], \@naps, 'no partition slept again: none had woken');
 
 # ---- 3. writes wake what they need, at once ----
 my ($ok, $slowest) = (0, 0);
+my @write_ms;
 for my $i (1 .. 30)
 {
 	my $t0 = time;
-	$ok++ if $n[ $i % $N ]->safe_psql('postgres', "SELECT atomix.map_put('h', 'w$i', 'x$i') > 0") eq 't';
+	my $out = $n[ $i % $N ]->safe_psql('postgres',
+		"SELECT (atomix.map_put('h', 'w$i', 'x$i') > 0)::text || ' ' || (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int");
+	my ($t, $ms) = split / /, $out;
+	$ok++ if $t eq 'true';
+	push @write_ms, $ms;
 	my $took = time - $t0;
 	$slowest = $took if $took > $slowest;
 }
 is($ok, 30, '30 writes through the three nodes on a sleeping cluster succeeded');
 cmp_ok($slowest, '<', 1.0, sprintf('the slowest took %.0f ms (no election, no timeout)', $slowest * 1000));
+@sorted = sort { $a <=> $b } @write_ms;
+cmp_ok($sorted[15], '<', 100, "their median took $sorted[15] ms inside the server");
 my $seen = 0;
 for my $i (1 .. 30)
 {
