@@ -27,7 +27,7 @@ SHLIB_LINK = -lraft -luv -lstdc++
 
 # pg_regress suites (sql/<name>.sql, expected/<name>.out); run by test/run-tests
 # against a server started with atomix preloaded.
-REGRESS = map counter errors topology coordination table_writes
+REGRESS = map counter errors topology coordination table_writes read_path
 REGRESS_OPTS = --use-existing --dbname=postgres
 
 # No LLVM bitcode: the JIT inlining build does not know our C++17 flags.

@@ -1,8 +1,11 @@
 /*
- * read_path.cpp — SPI reads of the local partition tables (see read_path.h).
+ * read_path.cpp — reads of the local partition tables (see read_path.h).
  *
- * Prepared plans are kept per partition for the life of the backend; the
- * plan cache revalidates them if the tables are recreated.
+ * A row read by its whole primary key (map_get, counter_get, the
+ * coordination getters) is one index probe without SQL (pk_read.h); the
+ * rest, and those reads when a table has row-level security, are SPI
+ * queries.  Prepared plans are kept per partition for the life of the
+ * backend; the plan cache revalidates them if the tables are recreated.
  */
 extern "C" {
 #include "postgres.h"
@@ -16,6 +19,7 @@ extern "C" {
 
 #include "read_path.h"
 #include "pg_bridge.h"
+#include "pk_read.h"
 
 namespace atomix {
 
@@ -58,10 +62,39 @@ static Datum text_arg(const std::string &s)
     return PointerGetDatum(cstring_to_text_with_len(s.data(), (int)s.size()));
 }
 
+/* The attribute index (0-based) of `name` in a partition table's row. */
+static int column(TupleDesc desc, const char *name)
+{
+    for (int a = 0; a < desc->natts; a++)
+        if (!TupleDescAttr(desc, a)->attisdropped && strcmp(NameStr(TupleDescAttr(desc, a)->attname), name) == 0)
+            return a;
+    elog(ERROR, "atomix: a partition table has no column %s", name);
+    return -1; /* not reached */
+}
+
 MapLookup read_map_entry(int32_t partition, char kind, const std::string &map, const std::string &key)
 {
     MapLookup out;
     MemoryContext caller = CurrentMemoryContext;
+    bool direct = false;
+    pg_guard([&] {
+        char table[NAMEDATALEN];
+        snprintf(table, sizeof(table), "map_data_p%d", (int)partition);
+        PkColumn key_columns[3] = {
+            {"kind", CharGetDatum(kind)}, {"map", text_arg(map)}, {"key", text_arg(key)}};
+        direct = pk_read(table, key_columns, 3, [&](TupleDesc desc, const Datum *values, const bool *nulls) {
+            MemoryContext old = MemoryContextSwitchTo(caller);
+            out.value = DatumGetByteaPCopy(values[column(desc, "value")]);
+            MemoryContextSwitchTo(old);
+            out.version = DatumGetInt64(values[column(desc, "version")]);
+            int expires = column(desc, "expires_at");
+            out.has_expiry = !nulls[expires];
+            out.expires_at = nulls[expires] ? 0 : DatumGetTimestampTz(values[expires]);
+            out.found = true;
+        });
+    });
+    if (direct)
+        return out;
     pg_guard([&] {
         char sql[160];
         snprintf(sql, sizeof(sql),
@@ -112,6 +145,18 @@ int64_t read_map_size(char kind, const std::string &map)
 bool read_counter(int32_t partition, const std::string &name, int64_t *value)
 {
     bool found = false;
+    bool direct = false;
+    pg_guard([&] {
+        char table[NAMEDATALEN];
+        snprintf(table, sizeof(table), "counter_data_p%d", (int)partition);
+        PkColumn key_columns[1] = {{"name", text_arg(name)}};
+        direct = pk_read(table, key_columns, 1, [&](TupleDesc desc, const Datum *values, const bool *) {
+            *value = DatumGetInt64(values[column(desc, "value")]);
+            found = true;
+        });
+    });
+    if (direct)
+        return found;
     pg_guard([&] {
         char sql[128];
         snprintf(sql, sizeof(sql), "SELECT value FROM atomix.counter_data_p%d WHERE name = $1",
@@ -195,6 +240,19 @@ void read_set_members(FunctionCallInfo fcinfo, const std::string &set)
 bool read_object(int32_t partition, char kind, const std::string &name, std::string *state)
 {
     bool found = false;
+    bool direct = false;
+    pg_guard([&] {
+        char table[NAMEDATALEN];
+        snprintf(table, sizeof(table), "object_data_p%d", (int)partition);
+        PkColumn key_columns[2] = {{"kind", CharGetDatum(kind)}, {"name", text_arg(name)}};
+        direct = pk_read(table, key_columns, 2, [&](TupleDesc desc, const Datum *values, const bool *) {
+            bytea *b = DatumGetByteaPP(values[column(desc, "state")]);
+            state->assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+            found = true;
+        });
+    });
+    if (direct)
+        return found;
     pg_guard([&] {
         char sql[128];
         snprintf(sql, sizeof(sql),
