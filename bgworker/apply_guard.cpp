@@ -103,6 +103,8 @@ bool Worker::start_group(Partition &p)
         retired_groups_.push_back(std::move(p.group));
     }
     p.group = std::make_unique<RaftGroup>(&loop_, p.raft_config, &p.fsm);
+    if ((size_t)p.id < awake_.size())
+        awake_[(size_t)p.id] = 1; /* a new group starts awake */
     try {
         make_partition_dir(p.raft_config.dir);
         p.group->start();

@@ -163,7 +163,12 @@ void Worker::balance_leaders(int64_t now_us)
     if (!transport_)
         return;
     uint32_t self = cluster_->self().id;
-    for (auto &p : partitions_) {
+    for (size_t i = 0; i < partitions_.size(); i++) {
+        /* a sleeping group's leadership cannot change; a transfer it is due
+         * waits for the next tick turn (at most kDigestEveryMs) */
+        if (!awake_[i] && !ticked_)
+            continue;
+        Partition *p = partitions_[i].get();
         bool leader = p->group->is_leader();
         if (leader && !p->was_leader) {
             p->leader_since_us = now_us;

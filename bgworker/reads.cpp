@@ -45,9 +45,13 @@ void Worker::reads_applied()
 {
     if (!reads_)
         return;
-    for (auto &p : partitions_)
-        if (!p->halted && p->group->started() && reads_->waiting(p->id) > 0)
+    for (size_t i = 0; i < partitions_.size(); i++) {
+        if (reads_->waiting((int32_t)i) == 0)
+            continue; /* asked first: no pointer chase for partitions nobody reads */
+        Partition *p = partitions_[i].get();
+        if (!p->halted && p->group->started())
             reads_->applied(p->id, p->group->last_applied());
+    }
 }
 
 } // namespace atomix

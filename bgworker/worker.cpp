@@ -467,7 +467,7 @@ void Worker::start_partitions()
         config.heartbeat_timeout_ms = kHeartbeatMs;
         config.election_timeout_ms = kElectionTimeoutMs;
         config.tick_externally = true; /* ticks.cpp */
-        config.on_wake = [this] { group_woke(); };
+        config.on_wake = [this, i] { group_woke((int32_t)i); };
         Partition *part = p.get();
         config.on_io_error = [this, part](int status, const std::string &message) {
             on_io_error(*part, status, message);
@@ -486,6 +486,7 @@ void Worker::start_partitions()
         p->raft_config = config;
         p->group = std::make_unique<RaftGroup>(&loop_, config, &p->fsm);
         partitions_.push_back(std::move(p));
+        awake_.push_back(1);
         /* raft_start may restore a snapshot, inside the apply transaction */
         start_first_group(*partitions_.back());
     }
@@ -573,9 +574,10 @@ void Worker::propose_queued(int64_t now_us)
         why = std::string("atomix: raft refused the request: ") + raft_strerror(rv);
         return rv == RAFT_NOTLEADER ? ProposeResult::NotLeader : ProposeResult::Refused;
     };
-    for (auto &p : partitions_) {
-        if (!router_->has_queued(p->id))
-            continue;
+    for (size_t i = 0; i < partitions_.size(); i++) {
+        if (!router_->has_queued((int32_t)i))
+            continue; /* asked first: the router's queues lie side by side */
+        Partition *p = partitions_[i].get();
         if (p->halted)
             answer_queued_of_halted(*p);
         else
@@ -767,8 +769,10 @@ void Worker::turn(long timeout_ms)
     flush_transport(); /* the proposals' AppendEntries and forwards */
     uv_run(&loop_, UV_RUN_NOWAIT);
     if (!quiet_) { /* else every partition sleeps and nothing waits: see quiet_turns.cpp */
-        for (auto &p : partitions_)
-            p->group->poll();
+        /* a sleeping group has nothing to poll; tick turns poll them all */
+        for (size_t i = 0; i < partitions_.size(); i++)
+            if (awake_[i] || ticked_)
+                partitions_[i]->group->poll();
         /* a partition that just became leader can take what waited for it */
         propose_queued(now);
         reads_->pump(mono);
@@ -782,6 +786,7 @@ void Worker::turn(long timeout_ms)
     finish_turn();
     flush_transport();
     quiet_ = quiet_ || settled(); /* the next turn's, until something unsettles it */
+    ticked_ = false;
 }
 
 void Worker::flush_transport()

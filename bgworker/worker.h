@@ -239,7 +239,7 @@ class Worker : private ReadIndexHost {
     /* ticks.cpp: one timer for every group's c-raft tick, and hibernation */
     void start_ticks();
     void set_tick_every(uint64_t ms);
-    void group_woke();
+    void group_woke(int32_t partition);
     void on_digest(uint32_t peer, const char *data, size_t len);
     void stop_ticks();
 
@@ -284,6 +284,11 @@ class Worker : private ReadIndexHost {
     std::vector<RaftGroup *> tick_groups_; /* scratch */
     bool woke_since_tick_ = false; /* a group woke after the last tick's count of sleepers */
     bool quiet_ = false;           /* this turn may skip the walks (quiet_turns.cpp) */
+    /* by partition: its group may be awake (set when it wakes or starts,
+     * cleared at a tick that finds it asleep); busy turns poll and balance
+     * only these, tick turns (ticked_) every group */
+    std::vector<char> awake_;
+    bool ticked_ = false;
     int64_t quiet_deadline_us_ = INT64_MAX; /* while quiet: the earliest due tick (log time) */
     std::unordered_map<uint64_t, PendingWait> waits_;
     std::unordered_map<uint64_t, KeepAliveSent> keep_alives_;

@@ -32,6 +32,11 @@ void ReadIndex::submit(int32_t partition, uint64_t request_id, int64_t deadline_
 void ReadIndex::pump(int64_t now_us)
 {
     for (int32_t p = 0; p < (int32_t)parts_.size(); p++) {
+        const Part &q = parts_[(size_t)p];
+        /* nothing to expire, give up, ask or lead: skipped without asking
+         * the host who leads (at 256 partitions that was most of pump) */
+        if (q.reads.empty() && q.next.empty() && q.rounds.empty() && q.term == 0)
+            continue;
         expire(p, now_us);
         if (!host_.leads(p))
             give_up_leading(p);
