@@ -236,13 +236,6 @@ void Worker::apply_test_settings()
     for (int i = 0; i < 3; i++)
         test_settings_last_[i] = now[i] ? now[i] : "";
     test_hold_release_seen_ = atomix_test_hold_release;
-    std::string seen = std::string(atomix_test_hold_outbound ? atomix_test_hold_outbound : "") + "|" +
-                       (atomix_test_hold_inbound ? atomix_test_hold_inbound : "") + "|" +
-                       std::to_string(atomix_test_hold_release) + "|" +
-                       (atomix_test_fail_apply ? atomix_test_fail_apply : "");
-    if (seen == test_settings_seen_)
-        return;
-    test_settings_seen_ = seen;
 
     std::vector<uint32_t> partitions;
     for (auto &p : partitions_)

@@ -624,15 +624,17 @@ long Worker::next_timeout_ms(int64_t now_us)
         if (timeout < 0 || ms < timeout)
             timeout = ms;
     };
-    if (quiet_ && quiet_deadline_us_ != INT64_MAX)
-        consider_at(quiet_deadline_us_, now_us); /* settled: none halted, none ticking */
-    for (size_t i = 0; i < partitions_.size() && !quiet_; i++) {
-        Partition *p = partitions_[i].get();
-        std::optional<int64_t> expiry;
-        if (!p->tick_in_flight && p->sm.cached_next_deadline(&expiry) && expiry && p->group->is_leader())
-            consider_at(*expiry, now_us); /* log time: wall clock */
-        if (p->halted)
-            consider_at(p->phase == GroupPhase::Stopped ? p->restart_at_us : mono_us + 50000, mono_us);
+    if (quiet_) {
+        if (quiet_deadline_us_ != INT64_MAX)
+            consider_at(quiet_deadline_us_, now_us); /* settled: none halted, none ticking */
+    } else {
+        for (auto &p : partitions_) {
+            std::optional<int64_t> expiry;
+            if (!p->tick_in_flight && p->sm.cached_next_deadline(&expiry) && expiry && p->group->is_leader())
+                consider_at(*expiry, now_us); /* log time: wall clock */
+            if (p->halted)
+                consider_at(p->phase == GroupPhase::Stopped ? p->restart_at_us : mono_us + 50000, mono_us);
+        }
     }
     /* settled: nothing queued, forwarded or read (quiet_turns.cpp) */
     int64_t deadline = router_ && !quiet_ ? router_->next_deadline_us() : INT64_MAX;

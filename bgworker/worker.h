@@ -306,8 +306,9 @@ class Worker : private ReadIndexHost {
     int64_t resumed_at_us_ = 0; /* monotonic, when this worker last ran on after a pause */
     std::vector<int32_t> test_fail_apply_;
     bool test_fail_apply_all_ = false;
-    std::string test_settings_seen_;
-    std::string test_settings_last_[3]; /* hold_outbound, hold_inbound, fail_apply as last seen */
+    /* atomix.test_hold_outbound, _inbound, test_fail_apply and
+     * test_hold_release as last applied (-1: never) */
+    std::string test_settings_last_[3];
     int test_hold_release_seen_ = -1;
 };
 

@@ -24,8 +24,7 @@ extern "C" {
 
 namespace atomix {
 
-bool pk_read(const char *table, const PkColumn *key, int nkeys,
-             const std::function<void(TupleDesc desc, const Datum *values, const bool *nulls)> &take)
+bool pk_read_impl(const char *table, const PkColumn *key, int nkeys, PkRowFn fn, void *take)
 {
     Oid relid = get_relname_relid(table, get_namespace_oid("atomix", false));
     if (!OidIsValid(relid))
@@ -78,7 +77,7 @@ bool pk_read(const char *table, const PkColumn *key, int nkeys,
     index_rescan(scan, scan_keys, index_keys, NULL, 0);
     if (index_getnext_slot(scan, ForwardScanDirection, slot)) {
         slot_getallattrs(slot);
-        take(desc, slot->tts_values, slot->tts_isnull);
+        fn(take, desc, slot->tts_values, slot->tts_isnull);
     }
     index_endscan(scan);
     ExecDropSingleTupleTableSlot(slot);

@@ -21,7 +21,7 @@ extern "C" {
 #include "access/tupdesc.h"
 }
 
-#include <functional>
+#include <type_traits>
 
 namespace atomix {
 
@@ -31,14 +31,27 @@ struct PkColumn {
     Datum value;
 };
 
+using PkRowFn = void (*)(void *take, TupleDesc desc, const Datum *values, const bool *nulls);
+bool pk_read_impl(const char *table, const PkColumn *key, int nkeys, PkRowFn fn, void *take);
+
 /* Looks up the row of atomix.<table> whose primary key columns equal
- * `key` (every column of the key, any order).  Calls `take` with the row's
- * values (tts_values/tts_isnull, by attribute number - 1) if there is one.
- * Returns false, having read nothing, when the table must be read with SQL
- * (row-level security); raises ERROR as SQL would (no table, no privilege).
- * Must run inside pg_guard, in a transaction. */
-bool pk_read(const char *table, const PkColumn *key, int nkeys,
-             const std::function<void(TupleDesc desc, const Datum *values, const bool *nulls)> &take);
+ * `key` (every column of the key, any order).  Calls take(desc, values,
+ * nulls) with the row's values (tts_values/tts_isnull, by attribute number
+ * - 1) if there is one.  Returns false, having read nothing, when the table
+ * must be read with SQL (row-level security); raises ERROR as SQL would (no
+ * table, no privilege).  Must run inside pg_guard, in a transaction; like
+ * pg_guard it passes `take` on as a pointer, so nothing with a destructor
+ * lives in the frames an error jumps over (pg_bridge.h). */
+template <typename Take> inline bool pk_read(const char *table, const PkColumn *key, int nkeys, Take &&take)
+{
+    using T = std::remove_reference_t<Take>;
+    return pk_read_impl(
+        table, key, nkeys,
+        [](void *t, TupleDesc desc, const Datum *values, const bool *nulls) {
+            (*static_cast<T *>(t))(desc, values, nulls);
+        },
+        static_cast<void *>(&take));
+}
 
 } // namespace atomix
 
