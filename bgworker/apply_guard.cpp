@@ -42,6 +42,7 @@ void Worker::halt_partition(Partition &p, uint64_t index, const std::string &wha
     if (p.halted)
         return;
     p.halted = true;
+    halts_pending_ = true;
     p.halted_at_us = mono_now_us();
     if (p.group)
         p.group->quiesce();
@@ -103,8 +104,6 @@ bool Worker::start_group(Partition &p)
         retired_groups_.push_back(std::move(p.group));
     }
     p.group = std::make_unique<RaftGroup>(&loop_, p.raft_config, &p.fsm);
-    if ((size_t)p.id < awake_.size())
-        awake_[(size_t)p.id] = 1; /* a new group starts awake */
     try {
         make_partition_dir(p.raft_config.dir);
         p.group->start();
@@ -144,6 +143,7 @@ void Worker::start_first_group(Partition &p)
         return;
     } catch (const std::exception &e) {
         p.halted = true;
+        halts_pending_ = true;
         p.phase = GroupPhase::Stopped; /* its group never started: nothing to close */
         p.io_failure = true;
         p.halted_at_us = mono_now_us();
@@ -164,10 +164,14 @@ void Worker::start_first_group(Partition &p)
 /* Drives halted partitions through close → release → restart. */
 void Worker::maintain_halted(int64_t mono_us)
 {
+    if (!halts_pending_ && !ticked_)
+        return; /* none halted since a walk found none; tick turns walk anyway */
+    bool any_halted = false;
     for (auto &ptr : partitions_) {
         Partition &p = *ptr;
         if (!p.halted)
             continue;
+        any_halted = true;
         answer_queued_of_halted(p);
         switch (p.phase) {
         case GroupPhase::Running:
@@ -202,6 +206,7 @@ void Worker::maintain_halted(int64_t mono_us)
             break;
         }
     }
+    halts_pending_ = any_halted; /* one walk more after the last restart */
 }
 
 /* Parses the test-only settings after each reload and hands the network

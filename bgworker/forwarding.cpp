@@ -163,11 +163,10 @@ void Worker::balance_leaders(int64_t now_us)
     if (!transport_)
         return;
     uint32_t self = cluster_->self().id;
-    for (size_t i = 0; i < partitions_.size(); i++) {
-        /* a sleeping group's leadership cannot change; a transfer it is due
-         * waits for the next tick turn (at most kDigestEveryMs) */
-        if (!awake_[i] && !ticked_)
-            continue;
+    /* Leadership changes only in a group that was stirred, and this turn
+     * polled those (group_polls.cpp); a transfer that waits only for time to
+     * pass waits for the next tick turn, which polls every group. */
+    for (uint32_t i : polled_) {
         Partition *p = partitions_[i].get();
         bool leader = p->group->is_leader();
         if (leader && !p->was_leader) {

@@ -149,24 +149,28 @@ void take_requests(std::vector<TakenRequest> &out)
 {
     LWLockAcquire(atomix_shared->lock, LW_EXCLUSIVE);
     try {
-        for (uint32 i = 0; i < atomix_shared->nslots; i++) {
-            AtomixRequestSlot *slot = &atomix_shared->slots[i];
-            if (slot->state != SLOT_QUEUED)
-                continue;
-            TakenRequest req;
-            req.slot = i;
-            req.ticket = slot->ticket;
-            req.partition = slot->partition;
-            if (slot->payload_dsm != DSM_HANDLE_INVALID) {
-                if (!copy_dsm_payload(slot->payload_dsm, slot->payload_len, req.payload)) {
-                    slot->state = SLOT_FREE;
-                    continue;
+        uint64 *queued = atomix_queued_bits();
+        for (uint32 w = 0; w < (atomix_shared->nslots + 63) / 64; w++) {
+            while (queued[w] != 0) {
+                int bit = __builtin_ctzll(queued[w]);
+                uint32 i = w * 64 + (uint32)bit;
+                AtomixRequestSlot *slot = &atomix_shared->slots[i];
+                if (slot->state == SLOT_QUEUED) {
+                    TakenRequest req;
+                    req.slot = i;
+                    req.ticket = slot->ticket;
+                    req.partition = slot->partition;
+                    if (slot->payload_dsm == DSM_HANDLE_INVALID)
+                        req.payload.assign(slot->inline_payload, slot->payload_len);
+                    bool have = slot->payload_dsm == DSM_HANDLE_INVALID ||
+                                copy_dsm_payload(slot->payload_dsm, slot->payload_len, req.payload);
+                    slot->state = have ? SLOT_TAKEN : SLOT_FREE;
+                    if (have)
+                        out.push_back(std::move(req));
                 }
-            } else {
-                req.payload.assign(slot->inline_payload, slot->payload_len);
+                /* cleared once handled: a throw above leaves it for the next turn */
+                queued[w] &= ~(UINT64CONST(1) << bit);
             }
-            slot->state = SLOT_TAKEN;
-            out.push_back(std::move(req));
         }
     } catch (...) {
         LWLockRelease(atomix_shared->lock);

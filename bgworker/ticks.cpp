@@ -59,8 +59,6 @@ void Worker::set_tick_every(uint64_t ms)
 /* A group woke (a proposal, a peer's message): c-raft's timers run again. */
 void Worker::group_woke(int32_t partition)
 {
-    if ((size_t)partition < awake_.size())
-        awake_[(size_t)partition] = 1;
     woke_since_tick_ = true;
     unsettle();
     set_tick_every(kHeartbeatMs);
@@ -76,8 +74,6 @@ void Worker::tick_groups()
             groups[i] = p.group.get();
     }
     hibernation_->tick_all(groups, tick_peers_, uv_now(&loop_));
-    for (size_t i = 0; i < groups.size(); i++)
-        awake_[i] = !groups[i] || !groups[i]->hibernating(); /* halted: walked as before */
     ticked_ = true;
     woke_since_tick_ = false; /* all_asleep() is as of now */
     unsettle();               /* a tick turn runs every walk (quiet_turns.cpp) */

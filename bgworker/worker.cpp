@@ -139,7 +139,7 @@ static std::string describe_entry(uint64_t index, const void *data, size_t len)
     return out;
 }
 
-static void proposal_cb(void *arg, int status, const char *errmsg)
+void proposal_cb(void *arg, int status, const char *errmsg)
 {
     Proposal *proposal = static_cast<Proposal *>(arg);
     try {
@@ -305,8 +305,10 @@ void Worker::restore(Partition &p, const void *data, size_t len)
 void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
 {
     Partition *p = proposal->partition;
-    if (proposal->is_tick)
+    if (proposal->is_tick) {
         p->tick_in_flight = false;
+        lower_tick_due(*p); /* it may propose again (due_ticks.cpp) */
+    }
     if (status != 0 && (status == RAFT_IOERR || status == RAFT_NOSPACE) && !p->halted) {
         /* c-raft 0.15 keeps a leader whose disk write failed in office: halt
          * this partition (its group is closed, so the others elect a leader
@@ -468,6 +470,7 @@ void Worker::start_partitions()
         config.election_timeout_ms = kElectionTimeoutMs;
         config.tick_externally = true; /* ticks.cpp */
         config.on_wake = [this, i] { group_woke((int32_t)i); };
+        config.on_stir = [this, i] { group_stirred((uint32_t)i); };
         Partition *part = p.get();
         config.on_io_error = [this, part](int status, const std::string &message) {
             on_io_error(*part, status, message);
@@ -486,7 +489,6 @@ void Worker::start_partitions()
         p->raft_config = config;
         p->group = std::make_unique<RaftGroup>(&loop_, config, &p->fsm);
         partitions_.push_back(std::move(p));
-        awake_.push_back(1);
         /* raft_start may restore a snapshot, inside the apply transaction */
         start_first_group(*partitions_.back());
     }
@@ -585,28 +587,6 @@ void Worker::propose_queued(int64_t now_us)
     }
 }
 
-/* A leader whose partition has a deadline due (an entry's ttl, a waiter's
- * timeout, a node lease) proposes an empty entry: its stamp advances log
- * time, and applying it settles them on every replica alike. */
-void Worker::propose_ticks(int64_t now_us)
-{
-    for (auto &p : partitions_) {
-        std::optional<int64_t> expiry;
-        if (p->halted || p->tick_in_flight || !p->sm.cached_next_deadline(&expiry) || !expiry ||
-            *expiry > now_us || !p->group->is_leader())
-            continue;
-        std::string entry;
-        EntryHeader header;
-        header.stamp_us = now_us;
-        encode_entry_header(header, entry);
-        auto *proposal = new Proposal{p.get(), {}, true};
-        if (p->group->propose(entry, proposal_cb, proposal) == 0)
-            p->tick_in_flight = true;
-        else
-            delete proposal;
-    }
-}
-
 /* Requests for a partition that has no leader fail after
  * atomix.unavailable_timeout instead of hanging. */
 void Worker::expire_unavailable(int64_t now_us)
@@ -628,13 +608,12 @@ long Worker::next_timeout_ms(int64_t now_us)
         if (quiet_deadline_us_ != INT64_MAX)
             consider_at(quiet_deadline_us_, now_us); /* settled: none halted, none ticking */
     } else {
-        for (auto &p : partitions_) {
-            std::optional<int64_t> expiry;
-            if (!p->tick_in_flight && p->sm.cached_next_deadline(&expiry) && expiry && p->group->is_leader())
-                consider_at(*expiry, now_us); /* log time: wall clock */
-            if (p->halted)
-                consider_at(p->phase == GroupPhase::Stopped ? p->restart_at_us : mono_us + 50000, mono_us);
-        }
+        if (next_tick_due_us_ != INT64_MAX)
+            consider_at(next_tick_due_us_, now_us); /* log time: wall clock (due_ticks.cpp) */
+        if (halts_pending_)
+            for (auto &p : partitions_)
+                if (p->halted)
+                    consider_at(p->phase == GroupPhase::Stopped ? p->restart_at_us : mono_us + 50000, mono_us);
     }
     /* settled: nothing queued, forwarded or read (quiet_turns.cpp) */
     int64_t deadline = router_ && !quiet_ ? router_->next_deadline_us() : INT64_MAX;
@@ -660,6 +639,7 @@ void Worker::finish_turn()
             std::optional<int64_t> ignored;
             if (!p->sm.cached_next_deadline(&ignored))
                 (void)p->sm.next_deadline(); /* learn it while SPI is at hand */
+            lower_tick_due(*p);                  /* due_ticks.cpp */
             p->storage.flush_meta();
             p->touched = false;
         }
@@ -771,10 +751,7 @@ void Worker::turn(long timeout_ms)
     flush_transport(); /* the proposals' AppendEntries and forwards */
     uv_run(&loop_, UV_RUN_NOWAIT);
     if (!quiet_) { /* else every partition sleeps and nothing waits: see quiet_turns.cpp */
-        /* a sleeping group has nothing to poll; tick turns poll them all */
-        for (size_t i = 0; i < partitions_.size(); i++)
-            if (awake_[i] || ticked_)
-                partitions_[i]->group->poll();
+        poll_groups(); /* the groups something stirred; tick turns: all */
         /* a partition that just became leader can take what waited for it */
         propose_queued(now);
         reads_->pump(mono);

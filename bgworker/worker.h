@@ -156,6 +156,8 @@ struct Proposal {
     std::vector<QueuedCommand> commands;
     bool is_tick = false;
 };
+/* RaftGroup's ProposeDone for every Proposal (worker.cpp) */
+void proposal_cb(void *arg, int status, const char *errmsg);
 
 class Worker : private ReadIndexHost {
   public:
@@ -201,7 +203,6 @@ class Worker : private ReadIndexHost {
     void turn(long timeout_ms);
     void queue_requests();
     void propose_queued(int64_t now_us);
-    void propose_ticks(int64_t now_us);
     void expire_unavailable(int64_t mono_us);
     /* halted partitions (apply_guard.cpp) */
     void halt_partition(Partition &p, uint64_t index, const std::string &what,
@@ -240,6 +241,12 @@ class Worker : private ReadIndexHost {
     void start_ticks();
     void set_tick_every(uint64_t ms);
     void group_woke(int32_t partition);
+    /* group_polls.cpp: busy turns poll only the groups something stirred */
+    void group_stirred(uint32_t partition);
+    void poll_groups();
+    /* due_ticks.cpp */
+    void propose_ticks(int64_t now_us);
+    void lower_tick_due(Partition &p);
     void on_digest(uint32_t peer, const char *data, size_t len);
     void stop_ticks();
 
@@ -284,11 +291,18 @@ class Worker : private ReadIndexHost {
     std::vector<RaftGroup *> tick_groups_; /* scratch */
     bool woke_since_tick_ = false; /* a group woke after the last tick's count of sleepers */
     bool quiet_ = false;           /* this turn may skip the walks (quiet_turns.cpp) */
-    /* by partition: its group may be awake (set when it wakes or starts,
-     * cleared at a tick that finds it asleep); busy turns poll and balance
-     * only these, tick turns (ticked_) every group */
-    std::vector<char> awake_;
-    bool ticked_ = false;
+    /* group_polls.cpp: partitions whose group was stirred since it was
+     * last polled; those this turn polled (every one on a tick turn) */
+    std::vector<uint32_t> stirred_;
+    std::vector<uint32_t> polling_; /* scratch */
+    std::vector<uint32_t> polled_;
+    /* due_ticks.cpp: no partition that may propose a tick has a deadline
+     * before this (log time, µs) */
+    int64_t next_tick_due_us_ = 0;
+    /* apply_guard.cpp: a partition may be halted (set on every halt,
+     * cleared by a walk that finds none) */
+    bool halts_pending_ = false;
+    bool ticked_ = false; /* this turn's tick ran: it walks every group */
     int64_t quiet_deadline_us_ = INT64_MAX; /* while quiet: the earliest due tick (log time) */
     std::unordered_map<uint64_t, PendingWait> waits_;
     std::unordered_map<uint64_t, KeepAliveSent> keep_alives_;

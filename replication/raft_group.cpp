@@ -94,6 +94,7 @@ void RaftGroup::start()
     if (rv != 0)
         throw raft_failure("raft_start", rv, raft_errmsg(&raft_));
     started_ = true;
+    stir(); /* a lone voter leads from raft_start on */
 }
 
 bool RaftGroup::is_leader()
@@ -125,6 +126,7 @@ int RaftGroup::propose(const std::string &entry, ProposeDone done, void *arg)
     memset(static_cast<char *>(buf.base) + entry.size(), 0, buf.len - entry.size());
 
     wake(uv_now(loop_));
+    stir();
     Proposal *p = new Proposal();
     p->req.data = p;
     p->done = done;
@@ -163,14 +165,17 @@ int RaftGroup::io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick
 void RaftGroup::io_uv_tick(struct raft_io *io)
 {
     RaftGroup *self = of(io);
-    if (!self->config_.tick_externally && self->tick_cb_)
+    if (!self->config_.tick_externally && self->tick_cb_) {
+        self->stir();
         self->tick_cb_(io);
+    }
 }
 
 void RaftGroup::tick()
 {
     if (!config_.tick_externally || hibernating_ || !started_ || closing_ || closed_ || !tick_cb_)
         return;
+    stir();
     tick_cb_(&io_);
 }
 
@@ -179,6 +184,7 @@ void RaftGroup::wake(uint64_t since_ms)
     if (!hibernating_)
         return;
     hibernating_ = false;
+    stir();
     if (config_.on_wake)
         config_.on_wake();
     if (!started_ || closing_ || closed_)
@@ -235,6 +241,7 @@ int RaftGroup::io_send(struct raft_io *io, struct raft_io_send *req,
                        const struct raft_message *message, raft_io_send_cb cb)
 {
     RaftGroup *self = of(io);
+    self->stir(); /* its completion is called back from poll() */
     struct raft_message msg = *message;
     self->vouching_.on_send(msg);
     self->messages_sent_++;
@@ -276,6 +283,7 @@ void RaftGroup::deliver(uint32_t from, const std::string &from_address, const ch
     if (!started_ || closing_ || closed_ || quiet_ || !recv_cb_)
         return;
     wake(uv_now(loop_));
+    stir();
     struct raft_message msg;
     memset(&msg, 0, sizeof(msg));
     try {
@@ -337,6 +345,7 @@ void RaftGroup::transfer_finished(struct raft_transfer *req)
     if (transfer_ == req)
         transfer_ = nullptr;
     delete req;
+    stir();
 }
 
 bool RaftGroup::transfer_leadership(uint32_t node)
@@ -344,6 +353,7 @@ bool RaftGroup::transfer_leadership(uint32_t node)
     if (transfer_ || !is_leader())
         return false;
     wake(uv_now(loop_));
+    stir();
     auto *req = new (struct raft_transfer)();
     req->data = this;
     if (raft_transfer(&raft_, req, node, transfer_done) != 0) {
@@ -406,6 +416,7 @@ void RaftGroup::poll()
 {
     if (closing_ || closed_)
         return; /* c-raft is gone or going: nothing of it may be called */
+    stirred_ = false; /* what happens from here on stirs it again */
     flush_send_completions();
     if (hibernating_ && injected_write_faults_.empty())
         return; /* nothing moves in a hibernating group until it wakes */

@@ -72,6 +72,13 @@ struct RaftGroupConfig {
     /* Called when the group wakes from hibernation (its owner ticks it
      * every heartbeat again). */
     std::function<void()> on_wake;
+    /* Called when something may have moved this group since its last
+     * poll() — a peer's message, a send, a log write or snapshot store
+     * queued or completing, a tick, a wake, a proposal, a transfer, a start
+     * — once until the next poll().  Every change poll() looks for comes
+     * through one of these, so an owner may poll only the groups it heard
+     * of (and all of them now and then, to be safe). */
+    std::function<void()> on_stir;
 };
 
 /* raft_uv writes entry batches assuming every buffer length is a multiple
@@ -171,8 +178,11 @@ class RaftGroup {
      * a RAFT_* code when it failed at once (done is then not called). */
     int propose(const std::string &entry, ProposeDone done, void *arg);
 
-    /* After each loop turn: notices leadership changes. */
+    /* After each loop turn: notices leadership changes, advances and
+     * announces the commit index, completes sends.  A group not stirred
+     * since its last poll (config.on_stir) has nothing for it to do. */
     void poll();
+    bool stirred() const { return stirred_; }
     /* raft_uv still has work of this group in flight (a log write or a
      * snapshot being stored).  raft_uv 0.15 may report itself closed before
      * such work finishes, and its callback then runs on a closed c-raft
@@ -219,6 +229,15 @@ class RaftGroup {
     static int io_send(struct raft_io *io, struct raft_io_send *req,
                        const struct raft_message *message, raft_io_send_cb cb);
     static RaftGroup *of(struct raft_io *io);
+    /* see RaftGroupConfig::on_stir */
+    void stir()
+    {
+        if (stirred_)
+            return;
+        stirred_ = true;
+        if (config_.on_stir)
+            config_.on_stir();
+    }
     void flush_send_completions();
     void announce_commit();
     void advance_commit();
@@ -325,6 +344,7 @@ class RaftGroup {
     uint64_t commits_unstuck_ = 0;
     raft_io_tick_cb tick_cb_ = nullptr;
     bool hibernating_ = false;
+    bool stirred_ = false; /* see stir() */
     uint64_t hibernations_ = 0;
     uint64_t messages_sent_ = 0;
     std::vector<std::string> trimmed_segments_;

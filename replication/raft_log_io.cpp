@@ -70,6 +70,7 @@ int RaftGroup::io_append(struct raft_io *io, struct raft_io_append *req, const s
     op.cb = cb;
     op.queued_ms = uv_now(self->loop_);
     self->log_ops_.push_back(op);
+    self->stir(); /* an injected fault is flushed by poll() */
     self->pump_log_ops();
     return 0;
 }
@@ -84,6 +85,7 @@ int RaftGroup::io_truncate(struct raft_io *io, raft_index index)
     op.index = index;
     op.queued_ms = uv_now(self->loop_);
     self->log_ops_.push_back(op);
+    self->stir(); /* an injected fault is flushed by poll() */
     self->pump_log_ops();
     return 0;
 }
@@ -109,6 +111,7 @@ int RaftGroup::io_snapshot_put(struct raft_io *io, unsigned trailing, struct raf
     op.put_cb = cb;
     op.queued_ms = uv_now(self->loop_);
     self->log_ops_.push_back(op);
+    self->stir(); /* an injected fault is flushed by poll() */
     self->pump_log_ops();
     return 0;
 }
@@ -184,6 +187,7 @@ void RaftGroup::io_append_done(struct raft_io_append *req, int status)
     pending_appends.erase(it);
     RaftGroup *group = batch->group;
     group->log_op_in_flight_ = false;
+    group->stir(); /* the commit index may move */
     bool canceled = status == RAFT_CANCELED; /* closing: nothing failed */
     if (status != 0 && !canceled) {
         group->appends_withheld_ += batch->parts.size();
@@ -228,6 +232,7 @@ void RaftGroup::io_snapshot_put_done(struct raft_io_snapshot_put *req, int statu
     pending_snapshot_puts.erase(it);
     RaftGroup *group = p.group;
     group->log_op_in_flight_ = false;
+    group->stir();
     if (p.install && status != 0 && status != RAFT_CANCELED && !group->io_failed_) {
         group->installs_failed_++;
         group->fail_io(status, std::string("storing a snapshot from the leader: ") + group->io_.errmsg);

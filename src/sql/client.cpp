@@ -166,6 +166,7 @@ Reply submit(int32_t partition, const Command &cmd)
         slot->reply_value = 0;
         slot->reply_message[0] = '\0';
         slot->state = SLOT_QUEUED;
+        atomix_mark_queued((uint32)(slot - atomix_shared->slots));
         worker_latch = atomix_shared->worker_latch;
     }
     LWLockRelease(atomix_shared->lock);

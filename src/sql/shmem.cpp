@@ -21,11 +21,17 @@ static bool loaded_at_startup = false;
 bool atomix_loaded_at_startup(void) { return loaded_at_startup; }
 void atomix_set_loaded_at_startup(void) { loaded_at_startup = true; }
 
+static Size slots_end(uint32 nslots)
+{
+    return MAXALIGN(add_size(offsetof(AtomixShared, slots), mul_size(sizeof(AtomixRequestSlot), (Size)nslots)));
+}
+
 static Size shared_size(void)
 {
-    return add_size(offsetof(AtomixShared, slots),
-                    mul_size(sizeof(AtomixRequestSlot), (Size)MaxBackends));
+    return add_size(slots_end((uint32)MaxBackends), mul_size(sizeof(uint64), (Size)(MaxBackends + 63) / 64));
 }
+
+uint64 *atomix_queued_bits(void) { return (uint64 *)((char *)atomix_shared + slots_end(atomix_shared->nslots)); }
 
 void atomix_shmem_request(void)
 {

@@ -180,6 +180,18 @@ struct AtomixShared {
 
 extern AtomixShared *atomix_shared;
 
+/* One bit per request slot, after the slots: set by the backend that queues
+ * the slot, under atomix_shared->lock, so the worker takes requests by
+ * looking at these bits instead of at every slot (each a cache miss, under
+ * the exclusive lock every backend queues with).  A queued slot's bit is
+ * always set; a set bit may be stale (the request was cancelled), so the
+ * worker still checks the slot's state. */
+uint64 *atomix_queued_bits(void);
+static inline void atomix_mark_queued(uint32 slot)
+{
+    atomix_queued_bits()[slot / 64] |= UINT64CONST(1) << (slot % 64);
+}
+
 void atomix_shmem_request(void);
 void atomix_shmem_startup(void);
 bool atomix_loaded_at_startup(void);
