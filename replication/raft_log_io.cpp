@@ -267,6 +267,8 @@ bool RaftGroup::io_busy() const
 
 uint64_t RaftGroup::oldest_append_ms() const
 {
+    if (!log_op_in_flight_ && log_ops_.empty())
+        return 0; /* the watchdog asks every group, 20 times a second */
     uint64_t now = uv_now(loop_), oldest = 0;
     for (const auto &kv : pending_appends)
         if (kv.second->group == this && now - kv.second->started_ms > oldest)
