@@ -160,10 +160,11 @@ void take_requests(std::vector<TakenRequest> &out)
                     req.slot = i;
                     req.ticket = slot->ticket;
                     req.partition = slot->partition;
+                    bool have = true;
                     if (slot->payload_dsm == DSM_HANDLE_INVALID)
                         req.payload.assign(slot->inline_payload, slot->payload_len);
-                    bool have = slot->payload_dsm == DSM_HANDLE_INVALID ||
-                                copy_dsm_payload(slot->payload_dsm, slot->payload_len, req.payload);
+                    else
+                        have = copy_dsm_payload(slot->payload_dsm, slot->payload_len, req.payload);
                     slot->state = have ? SLOT_TAKEN : SLOT_FREE;
                     if (have)
                         out.push_back(std::move(req));

@@ -57,7 +57,7 @@ void Worker::set_tick_every(uint64_t ms)
 }
 
 /* A group woke (a proposal, a peer's message): c-raft's timers run again. */
-void Worker::group_woke(int32_t partition)
+void Worker::group_woke()
 {
     woke_since_tick_ = true;
     unsettle();

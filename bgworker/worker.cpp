@@ -469,7 +469,7 @@ void Worker::start_partitions()
         config.heartbeat_timeout_ms = kHeartbeatMs;
         config.election_timeout_ms = kElectionTimeoutMs;
         config.tick_externally = true; /* ticks.cpp */
-        config.on_wake = [this, i] { group_woke((int32_t)i); };
+        config.on_wake = [this] { group_woke(); };
         config.on_stir = [this, i] { group_stirred((uint32_t)i); };
         Partition *part = p.get();
         config.on_io_error = [this, part](int status, const std::string &message) {

@@ -240,7 +240,7 @@ class Worker : private ReadIndexHost {
     /* ticks.cpp: one timer for every group's c-raft tick, and hibernation */
     void start_ticks();
     void set_tick_every(uint64_t ms);
-    void group_woke(int32_t partition);
+    void group_woke();
     /* group_polls.cpp: busy turns poll only the groups something stirred */
     void group_stirred(uint32_t partition);
     void poll_groups();
