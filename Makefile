@@ -16,7 +16,8 @@ CORE_HDR_CHECKS = $(patsubst %.h,%.hcheck,$(filter-out src/core/core_only.h,$(wi
 EXTRA_CLEAN = $(CORE_HDR_CHECKS)
 
 PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/sql -I$(srcdir)/bgworker -I$(srcdir)/replication
-# `make PLANT=poisoned_entry` (or no_request_log, unconfirmed_read, stale_grant) builds
+# `make PLANT=poisoned_entry` (or no_request_log, unconfirmed_read, stale_grant,
+# endless_lease) builds
 # with a deliberately reintroduced bug, for proving the fault suites catch it
 # (src/core/planted_bugs.h).  Never for production.
 ifneq ($(PLANT),)

@@ -106,6 +106,7 @@ void Worker::on_frame(uint32_t peer, FrameType type, const char *data, size_t le
         case FrameType::ReadConfirmAck:
         case FrameType::ReadIndexAsk:
         case FrameType::ReadIndexAnswer:
+        case FrameType::VotePromise:
             reads_->on_frame(peer, type, data, len);
             return;
         case FrameType::Digest:

@@ -12,6 +12,9 @@ extern "C" {
 #include "postgres.h"
 }
 
+#include "clock.h"
+#include "guc.h"
+#include "hibernation.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -36,6 +39,26 @@ uint64_t Worker::current_term(int32_t partition)
 std::vector<uint32_t> Worker::voters(int32_t partition) { return cluster_->voters((uint32_t)partition); }
 
 void Worker::read_ready(uint64_t request_id) { resolve(request_id, REPLY_OK, 0, std::string()); }
+
+/* Read leases (read_index.h).  A halted replica promises nothing: it may
+ * restart its group, which forgets its leader (RaftGroup::deliver withholds
+ * votes for an election timeout after a start, for that reason). */
+uint32_t Worker::vote_promise_ms(int32_t partition, uint32_t leader, uint64_t term)
+{
+    Partition &p = *partitions_[(size_t)partition];
+    if (p.halted)
+        return 0;
+    uint64_t vouched = hibernation_ ? hibernation_->vouched_ms((uint32_t)partition) : 0;
+    return (uint32_t)p.group->vote_promise_ms(leader, term, vouched, (uint64_t)(mono_now_us() / 1000));
+}
+
+bool Worker::lease_allowed(int32_t partition, uint64_t term)
+{
+    Partition &p = *partitions_[(size_t)partition];
+    return atomix_read_lease && !p.halted && p.group->transfer_term() != term;
+}
+
+int64_t Worker::lease_clock_us(int32_t) { return boot_now_us(); }
 
 /* After the turn's commit: c-raft's applied index is in the tables (entries
  * applied this turn are committed; barrier and configuration entries change

@@ -196,6 +196,9 @@ class Worker : private ReadIndexHost {
     uint64_t current_term(int32_t partition) override;
     std::vector<uint32_t> voters(int32_t partition) override;
     void read_ready(uint64_t request_id) override;
+    uint32_t vote_promise_ms(int32_t partition, uint32_t leader, uint64_t term) override;
+    bool lease_allowed(int32_t partition, uint64_t term) override;
+    int64_t lease_clock_us(int32_t partition) override;
     void reads_applied();
     void balance_leaders(int64_t now_us);
     void start_loop();

@@ -138,6 +138,13 @@ class Hibernation {
     /* Every running group hibernated at the last tick_all (the owner may
      * then tick less often: nothing needs c-raft's timers). */
     bool all_asleep() const { return all_asleep_; }
+    /* A sleeping follower: when its leader last vouched for the partition
+     * (the loop's clock; 0: unknown).  Its election timer restarts from no
+     * earlier than this when it wakes (decide()). */
+    uint64_t vouched_ms(uint32_t partition) const
+    {
+        return partition < tracks_.size() ? tracks_[partition].vouched_ms : 0;
+    }
 
     /* How often groups went to sleep, and digests sent. */
     uint64_t hibernations() const { return hibernations_; }

@@ -67,6 +67,8 @@ enum class FrameType : uint8_t {
     ReadIndexAnswer = 17,
     /* where this node's partitions stand, for hibernation (hibernation.h) */
     Digest = 18,
+    /* a voter's promise not to elect anyone for a while: read leases (read_index.h) */
+    VotePromise = 19,
 };
 
 /* Liveness timing (see the file comment). */

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "clock.h"
 #include "commit_rule.h"
 #include "hibernation.h"
 #include "local_transport.h"
@@ -94,6 +95,7 @@ void RaftGroup::start()
     if (rv != 0)
         throw raft_failure("raft_start", rv, raft_errmsg(&raft_));
     started_ = true;
+    started_mono_ms_ = mono_now_us() / 1000;
     stir(); /* a lone voter leads from raft_start on */
 }
 
@@ -291,6 +293,10 @@ void RaftGroup::deliver(uint32_t from, const std::string &from_address, const ch
     } catch (const std::exception &) {
         return; /* a malformed message is dropped; Raft retries */
     }
+    if (msg.type == RAFT_IO_REQUEST_VOTE && withhold_vote_request(msg.request_vote)) {
+        votes_withheld_++;
+        return; /* as if lost: the candidate asks again */
+    }
     msg.server_id = from;
     msg.server_address = from_address.c_str();
     if (msg.type == RAFT_IO_APPEND_ENTRIES)
@@ -348,10 +354,50 @@ void RaftGroup::transfer_finished(struct raft_transfer *req)
     stir();
 }
 
+/* A replica that followed a leader before it (re)started may have promised
+ * that leader, in a read lease, not to vote for an election timeout from
+ * its answer; a restart forgets the leader c-raft's has_leader check relies
+ * on.  So for an election timeout after start() it lets no vote request
+ * through but a transfer's (whose leader gave up its lease when it asked
+ * for the transfer).  c-raft itself stands in no election that early: its
+ * election timer starts at raft_start with at least election_timeout. */
+bool RaftGroup::withhold_vote_request(const struct raft_request_vote &rv) const
+{
+    if (rv.disrupt_leader)
+        return false;
+    return (uint64_t)(mono_now_us() / 1000) < started_mono_ms_ + config_.election_timeout_ms;
+}
+
+uint64_t RaftGroup::vote_promise_ms(uint32_t leader, uint64_t term, uint64_t vouched_ms,
+                                    uint64_t now_ms)
+{
+    if (!started_ || closing_ || closed_ || quiet_ || io_failed_)
+        return 0;
+    if (raft_.state != RAFT_FOLLOWER || raft_.current_term != term ||
+        raft_.follower_state.current_leader.id != leader)
+        return 0;
+    /* raft_uv's clock (uv_now) is CLOCK_MONOTONIC, possibly the coarse one,
+     * never ahead of the fresh reading `now_ms`: the timer cannot expire
+     * before now_ms reaches start + election_timeout. */
+    uint64_t start = raft_.election_timer_start;
+    if (hibernating_) {
+        if (vouched_ms == 0)
+            return 0;
+        start = vouched_ms; /* wake(): min(since, now), since >= vouched_ms */
+    }
+    uint64_t ends = start + config_.election_timeout_ms;
+    if (ends <= now_ms + 1)
+        return 0;
+    /* 1 ms off for the truncation of both clocks to ms */
+    return std::min<uint64_t>(ends - now_ms - 1, config_.election_timeout_ms);
+}
+
 bool RaftGroup::transfer_leadership(uint32_t node)
 {
     if (transfer_ || !is_leader())
         return false;
+    /* before c-raft may send the TimeoutNow: see transfer_term() */
+    transfer_term_ = raft_.current_term;
     wake(uv_now(loop_));
     stir();
     auto *req = new (struct raft_transfer)();

@@ -132,6 +132,26 @@ class RaftGroup {
     /* Asks c-raft to hand leadership to `node` (must be a caught-up voter).
      * False if a transfer is already under way or c-raft refused. */
     bool transfer_leadership(uint32_t node);
+    /* The last term in which this node asked for a transfer (0: never).  A
+     * transfer's TimeoutNow lets its target be elected at once, past every
+     * follower's promise, so a leader holds no read lease for the rest of
+     * such a term (read_index.h). */
+    uint64_t transfer_term() const { return transfer_term_; }
+
+    /* Read leases, follower side (docs/architecture.md, "Read leases").
+     * Following `leader` in `term`, this replica grants no vote and stands
+     * in no election until its election timer expires: c-raft refuses every
+     * vote while it knows a leader (has_leader in recv_request_vote.c,
+     * unless a transfer's disrupt_leader) and becomes a candidate only once
+     * randomized_election_timeout >= election_timeout has passed since
+     * election_timer_start.  Returns how many ms from `now_ms` (CLOCK_MONOTONIC,
+     * read fresh by the caller) that is certain, 0 when nothing is.  A
+     * sleeping group's timer is frozen and restarts on waking at the earliest
+     * from `vouched_ms`, when its leader last vouched for it (hibernation.h). */
+    uint64_t vote_promise_ms(uint32_t leader, uint64_t term, uint64_t vouched_ms, uint64_t now_ms);
+    /* Votes this group did not let c-raft see: requests without
+     * disrupt_leader within an election timeout of start() (see deliver()). */
+    uint64_t votes_withheld() const { return votes_withheld_; }
     void transfer_finished(struct raft_transfer *req);
 
     bool is_leader();
@@ -294,6 +314,7 @@ class RaftGroup {
                                const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
     static void io_snapshot_put_done(struct raft_io_snapshot_put *req, int status);
     void skip_compacted_entries(struct raft_append_entries &ae);
+    bool withhold_vote_request(const struct raft_request_vote &rv) const;
 
     RaftGroupConfig config_;
     uv_loop_t *loop_;
@@ -358,6 +379,9 @@ class RaftGroup {
     std::vector<SendCompletion> send_completions_;
     AppendVouching vouching_; /* clamps our AppendEntries answers (append_vouching.h) */
     struct raft_transfer *transfer_ = nullptr;
+    uint64_t transfer_term_ = 0;  /* see transfer_term() */
+    uint64_t started_mono_ms_ = 0; /* CLOCK_MONOTONIC at start(): see deliver() */
+    uint64_t votes_withheld_ = 0;
 };
 
 } // namespace atomix

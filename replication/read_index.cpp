@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <functional>
 
 #include "le_bytes.h"
 #include "planted_bugs.h"
@@ -16,6 +17,10 @@ constexpr size_t kConfirmRecord = 4 + 8 + 8;         /* partition, term, seq */
 constexpr size_t kConfirmAckRecord = 4 + 8 + 8 + 1;  /* partition, term, seq, yes */
 constexpr size_t kAskRecord = 4 + 8;                 /* partition, request id */
 constexpr size_t kAnswerRecord = 4 + 8 + 1 + 8;      /* partition, request id, outcome, index */
+constexpr size_t kPromiseRecord = 4 + 8 + 8 + 4;     /* partition, term, seq, ms */
+
+/* Rounds whose first send time a leader keeps for promises still to come. */
+constexpr size_t kSentKept = 64;
 
 ReadIndex::ReadIndex(ReadIndexHost &host, size_t partitions) : host_(host), parts_(partitions) {}
 
@@ -102,25 +107,124 @@ void ReadIndex::lead_rounds(int32_t partition, int64_t now_us)
             q.next.insert(q.next.begin(), r.waiters.begin(), r.waiters.end());
         q.rounds.clear();
         q.acked.clear();
+        forget_lease(q);
         q.term = term;
     }
     /* a round nobody confirmed for this long only holds memory: its readers
      * have given up (each read has its own deadline) */
     while (!q.rounds.empty() && now_us - q.rounds.front().started_us > host_.unavailable_timeout_us())
         q.rounds.pop_front();
-    if (!q.next.empty()) {
-        Round r;
-        r.seq = ++q.seq;
-        r.index = commit; /* taken before the confirm goes out */
-        r.started_us = now_us;
-        r.waiters.swap(q.next);
-        q.rounds_started++;
-        q.rounds.push_back(std::move(r));
-        probe(partition, q.rounds.back(), now_us);
+    if (serve_from_lease(partition, term, commit, now_us)) {
+        /* served; a renewal round may have started */
+    } else if (!q.next.empty()) {
+        start_round(partition, commit, now_us);
     } else if (!q.rounds.empty() && now_us - q.rounds.back().probed_us >= kReadConfirmResendUs) {
         probe(partition, q.rounds.back(), now_us);
     }
     confirm_rounds(partition);
+}
+
+/* The waiting readers (none for a lease renewal) go into a new round. */
+void ReadIndex::start_round(int32_t partition, uint64_t commit, int64_t now_us)
+{
+    Part &q = parts_[(size_t)partition];
+    Round r;
+    r.seq = ++q.seq;
+    r.index = commit; /* taken before the confirm goes out */
+    r.started_us = now_us;
+    r.waiters.swap(q.next);
+    q.rounds_started++;
+    /* before any confirm of this round can leave: promises count from here */
+    q.sent.emplace_back(r.seq, host_.lease_clock_us(partition));
+    while (q.sent.size() > kSentKept)
+        q.sent.pop_front();
+    q.rounds.push_back(std::move(r));
+    probe(partition, q.rounds.back(), now_us);
+}
+
+/* While the lease holds no other leader can be elected, so nothing can be
+ * committed that our commit index misses: the waiting reads are answered
+ * with it now.  Why: docs/architecture.md, "Read leases". */
+bool ReadIndex::serve_from_lease(int32_t partition, uint64_t term, uint64_t commit, int64_t now_us)
+{
+    Part &q = parts_[(size_t)partition];
+    if (q.next.empty() || q.lease_until_us == 0)
+        return false;
+    int64_t lease_now = host_.lease_clock_us(partition);
+    bool holds = kPlantEndlessLease || lease_now < q.lease_until_us; /* planted: never expires */
+    if (!holds || !host_.lease_allowed(partition, term))
+        return false;
+    std::vector<Waiter> waiters;
+    waiters.swap(q.next);
+    for (const Waiter &w : waiters)
+        answer(w, partition, kReadIndexOk, commit);
+    q.reads_confirmed += waiters.size();
+    q.reads_leased += waiters.size();
+    if (q.rounds.empty() && q.lease_until_us - lease_now < kLeaseRenewBeforeUs)
+        start_round(partition, commit, now_us); /* no readers: it renews the lease */
+    return true;
+}
+
+/* VotePromise records: a voter's yes came with how long it will elect
+ * nobody, counted from its answer.  We count it from when the round first
+ * went out (earlier), at 90% minus 2 ms (its clock may run fast). */
+void ReadIndex::on_promises(uint32_t peer, const char *data, size_t len)
+{
+    std::vector<int32_t> touched;
+    for (size_t at = 0; at + kPromiseRecord <= len; at += kPromiseRecord) {
+        uint32_t p = get_le32(data + at);
+        uint64_t term = get_le64(data + at + 4);
+        uint64_t seq = get_le64(data + at + 12);
+        uint32_t ms = get_le32(data + at + 20);
+        if (p >= parts_.size())
+            continue;
+        Part &q = parts_[p];
+        if (term == 0 || q.term != term || ms == 0)
+            continue;
+        auto sent = std::find_if(q.sent.rbegin(), q.sent.rend(),
+                                 [seq](const std::pair<uint64_t, int64_t> &s) { return s.first == seq; });
+        if (sent == q.sent.rend())
+            continue;
+        int64_t worth = (int64_t)ms * 1000 * 9 / 10 - 2000;
+        if (worth <= 0)
+            continue;
+        std::vector<uint32_t> voters = host_.voters((int32_t)p);
+        if (std::find(voters.begin(), voters.end(), peer) == voters.end())
+            continue;
+        int64_t &until = q.promised[peer];
+        until = std::max(until, sent->second + worth);
+        touched.push_back((int32_t)p);
+    }
+    uint32_t self = host_.self();
+    for (int32_t p : touched) {
+        Part &q = parts_[(size_t)p];
+        std::vector<uint32_t> voters = host_.voters(p);
+        size_t quorum = voters.size() / 2 + 1;
+        bool self_votes = std::find(voters.begin(), voters.end(), self) != voters.end();
+        size_t others = voters.size() - (self_votes ? 1 : 0);
+        /* the voters left without a promise (we withhold our own vote while
+         * we lead) must be short of a quorum */
+        size_t need = others + 1 > quorum ? others + 1 - quorum : 0;
+        if (need == 0)
+            continue; /* a lone voter: its rounds confirm at once anyway */
+        std::vector<int64_t> held;
+        for (uint32_t v : voters) {
+            auto it = q.promised.find(v);
+            if (v != self && it != q.promised.end())
+                held.push_back(it->second);
+        }
+        if (held.size() < need)
+            continue;
+        std::nth_element(held.begin(), held.begin() + (long)(need - 1), held.end(), std::greater<int64_t>());
+        q.lease_until_us = held[need - 1];
+    }
+}
+
+void ReadIndex::forget_lease(Part &q)
+{
+    q.sent.clear();
+    q.promised.clear();
+    q.lease_until_us = 0;
 }
 
 void ReadIndex::probe(int32_t partition, Round &round, int64_t now_us)
@@ -185,6 +289,7 @@ void ReadIndex::give_up_leading(int32_t partition)
         waiters.insert(waiters.end(), r.waiters.begin(), r.waiters.end());
     q.rounds.clear();
     q.acked.clear();
+    forget_lease(q);
     q.term = 0;
     for (const Waiter &w : waiters)
         answer(w, partition, kReadIndexNotLeader, 0);
@@ -227,7 +332,19 @@ void ReadIndex::on_frame(uint32_t peer, FrameType type, const char *data, size_t
             put_le64(o, term);
             put_le64(o, seq);
             o.push_back(static_cast<char>(yes ? 1 : 0));
+            /* a separate frame: a leader that knows no leases skips it */
+            uint32_t ms = yes ? host_.vote_promise_ms((int32_t)p, peer, term) : 0;
+            if (ms > 0) {
+                std::string &pr = out(peer, FrameType::VotePromise);
+                put_le32(pr, p);
+                put_le64(pr, term);
+                put_le64(pr, seq);
+                put_le32(pr, ms);
+            }
         }
+        break;
+    case FrameType::VotePromise:
+        on_promises(peer, data, len);
         break;
     case FrameType::ReadConfirmAck: {
         std::vector<int32_t> touched;

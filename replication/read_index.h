@@ -17,9 +17,22 @@
  *      replica has applied that index and committed it to the tables, then
  *      lets the backend read them.
  * A node that is not the leader asks the leader for a read index
- * (ReadIndexAsk / ReadIndexAnswer).  No clock is trusted: no leases.  One
- * round serves every read that arrived before it; rounds are numbered, and
- * a yes to round n also confirms every earlier round of the same term.
+ * (ReadIndexAsk / ReadIndexAnswer).  One round serves every read that
+ * arrived before it; rounds are numbered, and a yes to round n also
+ * confirms every earlier round of the same term.
+ *
+ * Read leases skip step 2 while they hold.  With its yes a follower sends a
+ * VotePromise: how long, from its answer, it will neither vote nor stand in
+ * an election (RaftGroup::vote_promise_ms: c-raft's own has_leader rule and
+ * election timer, nothing added).  While enough voters' promises hold that
+ * no quorum can elect anyone else — the leader withholds its own vote while
+ * it leads — the leader serves reads at its commit index without a round.
+ * Promises count from when the round first went out, at 90% minus 2 ms (a
+ * follower's clock may run up to 10% fast against the leader's), on the
+ * leader's CLOCK_BOOTTIME; no wall clock is read.  A leader that asked for
+ * a leadership transfer in a term holds no lease in it.  A leader keeps its
+ * lease fresh with a round without readers once less than
+ * kLeaseRenewBeforeUs is left and reads keep coming.
  * Why this is linearizable, and what each resend is for: docs/architecture.md,
  * "Linearizable reads".
  *
@@ -49,6 +62,8 @@ constexpr uint8_t kReadIndexNotLeader = 1; /* ask again once the leader or term 
 /* A round not confirmed after this is sent again to the voters that have
  * not said yes (a confirm or its answer lost with a connection). */
 constexpr int64_t kReadConfirmResendUs = 100 * 1000;
+/* A lease with less than this left is renewed by a round of its own. */
+constexpr int64_t kLeaseRenewBeforeUs = 300 * 1000;
 
 class ReadIndexHost : public RouterHost {
   public:
@@ -62,6 +77,17 @@ class ReadIndexHost : public RouterHost {
     /* A read of this node's caller may run now: its read index is applied
      * and committed here. */
     virtual void read_ready(uint64_t request_id) = 0;
+
+    /* Read leases.  Follower side: ms from now during which this replica,
+     * following `leader` in `term`, will neither vote nor stand in an
+     * election (0: no promise). */
+    virtual uint32_t vote_promise_ms(int32_t partition, uint32_t leader, uint64_t term) = 0;
+    /* Leader side: leases are enabled (atomix.read_lease) and this node has
+     * not asked for a leadership transfer of the partition in `term`. */
+    virtual bool lease_allowed(int32_t partition, uint64_t term) = 0;
+    /* The lease clock (CLOCK_BOOTTIME, µs; a simulation keeps one clock
+     * per partition). */
+    virtual int64_t lease_clock_us(int32_t partition) = 0;
 };
 
 class ReadIndex {
@@ -100,6 +126,14 @@ class ReadIndex {
     uint64_t reads_confirmed(int32_t partition) const { return parts_[(size_t)partition].reads_confirmed; }
     /* this node's reads answered once their index was applied here */
     uint64_t reads_served(int32_t partition) const { return parts_[(size_t)partition].reads_served; }
+    /* reads confirmed by the lease, without a round (part of reads_confirmed) */
+    uint64_t reads_leased(int32_t partition) const { return parts_[(size_t)partition].reads_leased; }
+    /* leading in a term with a lease that holds at `lease_now_us` */
+    bool holds_lease(int32_t partition, int64_t lease_now_us) const
+    {
+        const Part &q = parts_[(size_t)partition];
+        return q.term != 0 && lease_now_us < q.lease_until_us;
+    }
 
   private:
     /* A read of this node's caller. */
@@ -130,15 +164,25 @@ class ReadIndex {
         std::vector<Waiter> next; /* wait for the next round */
         std::deque<Round> rounds; /* started, not yet confirmed */
         std::unordered_map<uint32_t, uint64_t> acked; /* voter → highest seq it confirmed in `term` */
+        /* leases (this term): when each recent round first went out, on the
+         * lease clock; what each voter's promise is worth; the lease */
+        std::deque<std::pair<uint64_t, int64_t>> sent;
+        std::unordered_map<uint32_t, int64_t> promised;
+        int64_t lease_until_us = 0;
         uint64_t rounds_started = 0;
         uint64_t reads_confirmed = 0;
         uint64_t reads_served = 0;
+        uint64_t reads_leased = 0;
     };
 
     void ask_for_indexes(int32_t partition, int64_t now_us);
     void lead_rounds(int32_t partition, int64_t now_us);
     void give_up_leading(int32_t partition);
+    void start_round(int32_t partition, uint64_t commit, int64_t now_us);
     void probe(int32_t partition, Round &round, int64_t now_us);
+    bool serve_from_lease(int32_t partition, uint64_t term, uint64_t commit, int64_t now_us);
+    void on_promises(uint32_t peer, const char *data, size_t len);
+    void forget_lease(Part &q);
     void confirm_rounds(int32_t partition);
     void answer(const Waiter &w, int32_t partition, uint8_t outcome, uint64_t index);
     void expire(int32_t partition, int64_t now_us);

@@ -10,8 +10,12 @@
  * deadlines, back-offs, leader balancing) — a wall-clock step must not fire
  * them all at once.
  *
+ * boot_now_us(): CLOCK_BOOTTIME, for a leader's read lease: like
+ * CLOCK_MONOTONIC it never steps, and unlike it keeps counting while the
+ * machine is suspended, so a leader that slept cannot think its lease young.
+ *
  * The test-only setting atomix.test_clock_offset shifts the wall clock of
- * one node (as an NTP step would) and leaves the monotonic clock alone.
+ * one node (as an NTP step would) and leaves the monotonic clocks alone.
  */
 #ifndef ATOMIX_CLOCK_H
 #define ATOMIX_CLOCK_H
@@ -38,6 +42,13 @@ inline int64_t mono_now_us()
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+inline int64_t boot_now_us()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 

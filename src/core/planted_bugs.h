@@ -15,6 +15,8 @@
  *                    reads from its stale replica)
  *   stale_grant      grants are answered even when the node no longer
  *                    vouches for the session (no grant gate, no backend check)
+ *   endless_lease    a leader's read lease, once it had one, never expires
+ *                    (a deposed leader serves reads from its stale replica)
  */
 #ifndef ATOMIX_PLANTED_BUGS_H
 #define ATOMIX_PLANTED_BUGS_H
@@ -43,6 +45,12 @@ constexpr bool kPlantUnconfirmedRead = false;
 constexpr bool kPlantStaleGrant = true;
 #else
 constexpr bool kPlantStaleGrant = false;
+#endif
+
+#ifdef ATOMIX_PLANT_ENDLESS_LEASE
+constexpr bool kPlantEndlessLease = true;
+#else
+constexpr bool kPlantEndlessLease = false;
 #endif
 
 } // namespace atomix

@@ -28,6 +28,7 @@ int atomix_replication_factor = 3;
 char *atomix_cluster_secret = NULL;
 int atomix_session_timeout_ms = 10000;
 int atomix_id_block_size = 1000;
+bool atomix_read_lease = true;
 char *atomix_test_hold_outbound = NULL;
 char *atomix_test_hold_inbound = NULL;
 int atomix_test_hold_release = ATOMIX_HOLD_RELEASE_DELIVER;
@@ -126,6 +127,15 @@ void atomix_define_gucs(void)
         "Their locks, candidacies and permits are released after this much log time.",
         &atomix_session_timeout_ms, 10000, 1000, 300 * 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL,
         NULL, NULL);
+
+    DefineCustomBoolVariable(
+        "atomix.read_lease",
+        "Lets a partition's leader serve linearizable reads without a confirmation round while "
+        "its voters' promises hold.",
+        "A follower promises not to elect anyone until its election timer runs out; the leader "
+        "counts the promise at 90% on its own monotonic clock.  Off: every read batch costs a "
+        "round to a quorum, and nothing depends on clock rates.",
+        &atomix_read_lease, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
     DefineCustomIntVariable(
         "atomix.id_block_size", "Ids each node reserves at once for atomix.next_id().",

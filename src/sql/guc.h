@@ -23,6 +23,7 @@ extern int atomix_replication_factor;
 extern char *atomix_cluster_secret;
 extern int atomix_session_timeout_ms;
 extern int atomix_id_block_size;
+extern bool atomix_read_lease;
 
 /* Test-only fault settings (superuser, reload; off by default). */
 enum AtomixHoldRelease {

@@ -55,6 +55,12 @@ class FakeNode : public ReadIndexHost {
     uint64_t current_term(int32_t) override { return halted ? 0 : term; }
     std::vector<uint32_t> voters(int32_t) override { return voter_ids; }
     void read_ready(uint64_t id) override { ready.push_back(id); }
+    uint32_t vote_promise_ms(int32_t, uint32_t l, uint64_t t) override
+    {
+        return l == leader && t == term && !halted ? promise_ms : 0;
+    }
+    bool lease_allowed(int32_t, uint64_t t) override { return leases_on && t != transfer_term; }
+    int64_t lease_clock_us(int32_t) override { return now + lease_clock_skew; }
 
     Net &net_;
     uint32_t id_;
@@ -67,6 +73,12 @@ class FakeNode : public ReadIndexHost {
     std::map<uint32_t, uint64_t> links;
     std::vector<uint32_t> voter_ids{1, 2, 3};
     int64_t now = 1000000;
+    /* read leases: what this node promises as a follower (0: nothing, as a
+     * node of an atomix without leases), whether it may lease as a leader */
+    uint32_t promise_ms = 0;
+    bool leases_on = true;
+    uint64_t transfer_term = 0;
+    int64_t lease_clock_skew = 7000; /* the lease clock is another clock */
     std::vector<uint64_t> ready, failed;
     ReadIndex reads;
 };
@@ -374,6 +386,202 @@ static void losing_the_leadership_hands_reads_back(void **)
     assert_int_equal(net[2].ready.size(), 1);
 }
 
+/* ---- read leases ---- */
+
+/* One confirmed round whose yeses came with promises: node 1 then holds a
+ * lease (read 900 is served by the round itself). */
+static void take_a_lease(Net &net, uint32_t promise_ms = 1000)
+{
+    for (auto &n : net.nodes)
+        if (n->id_ != 1)
+            n->promise_ms = promise_ms;
+    net[1].reads.submit(0, 900, net[1].now + 3000000);
+    net.pump_all();
+    net.deliver(FrameType::ReadConfirm);
+    net.deliver(); /* the acks and the promises */
+    net[1].reads.applied(0, net[1].commit);
+    assert_true(std::find(net[1].ready.begin(), net[1].ready.end(), 900) != net[1].ready.end());
+    net[1].ready.clear();
+}
+
+/* While the lease holds, the leader's own reads and its followers' asks are
+ * answered at its commit index with no round at all. */
+static void lease_serves_reads_without_a_round(void **)
+{
+    Net net;
+    take_a_lease(net);
+    uint64_t rounds = net[1].reads.rounds(0);
+    net[1].commit = 11;
+    net[1].reads.submit(0, 101, net[1].now + 3000000);
+    net[2].reads.submit(0, 201, net[2].now + 3000000);
+    net.pump_all();                              /* node 2 asks */
+    assert_int_equal(net.count(FrameType::ReadConfirm), 0);
+    net.deliver(FrameType::ReadIndexAsk);
+    net.pump_all();                              /* node 1 answers from its lease */
+    assert_int_equal(net.count(FrameType::ReadConfirm), 0);
+    net[1].reads.applied(0, 10);
+    assert_true(net[1].ready.empty());           /* index 11, not yet applied */
+    net[1].reads.applied(0, 11);
+    assert_int_equal(net[1].ready.size(), 1);
+    net.deliver(FrameType::ReadIndexAnswer);
+    net[2].reads.applied(0, 11);
+    assert_int_equal(net[2].ready.size(), 1);
+    assert_int_equal(net[1].reads.rounds(0), rounds);
+    assert_int_equal(net[1].reads.reads_leased(0), 2);
+}
+
+/* A promise of 1000 ms is worth 898 ms from when the round first went out
+ * (90%, less 2 ms) — not from when the yes came, nor from a resend. */
+static void lease_counts_from_the_first_send(void **)
+{
+    Net net;
+    net[2].promise_ms = net[3].promise_ms = 1000;
+    int64_t start = net[1].lease_clock_us(0);
+    net[1].reads.submit(0, 900, net[1].now + 3000000);
+    net.pump_all();
+    net.drop();                                  /* the first confirms are lost */
+    net.tick(300000);
+    net.pump_all();                              /* resent */
+    net.deliver(FrameType::ReadConfirm);
+    net.deliver();
+    assert_true(net[1].reads.holds_lease(0, start + 897000));
+    assert_false(net[1].reads.holds_lease(0, start + 898000));
+    net[1].reads.applied(0, 10);
+    net[1].ready.clear();
+    /* at start + 897 ms a read is served from the lease... */
+    net.tick(597000);
+    net[1].reads.submit(0, 1, net[1].now + 3000000);
+    net.pump_all();
+    net[1].reads.applied(0, 10);
+    assert_int_equal(net[1].ready.size(), 1);
+    assert_int_equal(net[1].reads.reads_leased(0), 1);
+    net.drop();                                  /* (the renewal it started) */
+    /* ...at start + 898 ms it needs a round */
+    net.tick(1000);
+    net[1].reads.submit(0, 2, net[1].now + 3000000);
+    net.pump_all();
+    net[1].reads.applied(0, 10);
+    assert_int_equal(net[1].ready.size(), 1);
+    assert_int_equal(net[1].reads.reads_leased(0), 1);
+}
+
+/* A voter that promises nothing (an older atomix, or not following us)
+ * confirms reads as before and grants no lease. */
+static void no_promise_no_lease(void **)
+{
+    Net net;
+    take_a_lease(net, 0);
+    assert_false(net[1].reads.holds_lease(0, net[1].lease_clock_us(0)));
+    net[1].reads.submit(0, 1, net[1].now + 3000000);
+    net.pump_all();
+    assert_int_equal(net.count(FrameType::ReadConfirm), 2);
+    /* node 2 follows someone else: it says yes (same term) but promises nothing */
+    Net other;
+    other[2].promise_ms = other[3].promise_ms = 1000;
+    other[2].leader = other[3].leader = 3;
+    other[1].reads.submit(0, 1, other[1].now + 3000000);
+    other.pump_all();
+    other.deliver(FrameType::ReadConfirm);
+    assert_int_equal(other.count(FrameType::VotePromise), 0);
+    other.deliver();
+    other[1].reads.applied(0, 10);
+    assert_int_equal(other[1].ready.size(), 1);
+    assert_false(other[1].reads.holds_lease(0, other[1].lease_clock_us(0)));
+}
+
+/* Of five voters, a leader needs two promises: with one, the three others
+ * could still elect someone. */
+static void five_voters_need_two_promises(void **)
+{
+    Net net(5);
+    for (auto &n : net.nodes)
+        n->voter_ids = {1, 2, 3, 4, 5};
+    net[2].promise_ms = 1000;
+    net[1].reads.submit(0, 1, net[1].now + 3000000);
+    net.pump_all();
+    net.deliver(FrameType::ReadConfirm);
+    net.deliver();
+    net[1].reads.applied(0, 10);
+    assert_int_equal(net[1].ready.size(), 1); /* a quorum said yes */
+    assert_false(net[1].reads.holds_lease(0, net[1].lease_clock_us(0)));
+    net[4].promise_ms = 600;
+    net[1].reads.submit(0, 2, net[1].now + 3000000);
+    net.pump_all();
+    net.deliver(FrameType::ReadConfirm);
+    net.deliver();
+    /* the lease ends with the second-longest promise */
+    int64_t sent = net[1].lease_clock_us(0);
+    assert_true(net[1].reads.holds_lease(0, sent + 600000 * 9 / 10 - 2001));
+    assert_false(net[1].reads.holds_lease(0, sent + 600000 * 9 / 10 - 2000));
+}
+
+/* A transfer's TimeoutNow lets its target be elected past every promise: a
+ * leader that asked for one holds no lease for the rest of that term; and a
+ * new term starts without one. */
+static void no_lease_after_a_transfer_or_in_a_new_term(void **)
+{
+    Net net;
+    take_a_lease(net);
+    net[1].transfer_term = net[1].term;
+    net[1].reads.submit(0, 1, net[1].now + 3000000);
+    net.pump_all();
+    assert_int_equal(net.count(FrameType::ReadConfirm), 2);
+    net.drop();
+    net[1].transfer_term = 0;
+    /* re-elected in term 6: the promises of term 5 are worth nothing */
+    for (auto &n : net.nodes)
+        n->term = 6;
+    net[1].reads.submit(0, 2, net[1].now + 3000000);
+    net.pump_all();
+    assert_false(net[1].reads.holds_lease(0, net[1].lease_clock_us(0)));
+    assert_int_equal(net.count(FrameType::ReadConfirm), 2);
+    /* and leases switched off (atomix.read_lease): rounds only */
+    Net off;
+    off[1].leases_on = false;
+    take_a_lease(off);
+    off[1].reads.submit(0, 1, off[1].now + 3000000);
+    off.pump_all();
+    assert_int_equal(off.count(FrameType::ReadConfirm), 2);
+    assert_int_equal(off[1].reads.reads_leased(0), 0);
+}
+
+/* A leader that stops leading forgets its lease at once. */
+static void losing_the_leadership_ends_the_lease(void **)
+{
+    Net net;
+    take_a_lease(net);
+    net[1].leader = 2;
+    net.pump_all();
+    assert_false(net[1].reads.holds_lease(0, net[1].lease_clock_us(0)));
+    net[1].leader = 1;
+    net[1].reads.submit(0, 1, net[1].now + 3000000);
+    net.pump_all();
+    assert_int_equal(net.count(FrameType::ReadConfirm), 2);
+}
+
+/* Reads that keep coming keep the lease: once less than 300 ms is left, a
+ * leased read also starts a round without readers, whose promises extend it. */
+static void leased_reads_renew_the_lease(void **)
+{
+    Net net;
+    take_a_lease(net);
+    net.tick(500000); /* 398 ms left */
+    net[1].reads.submit(0, 1, net[1].now + 3000000);
+    net.pump_all();
+    assert_int_equal(net.count(FrameType::ReadConfirm), 0);
+    net.tick(100000); /* 298 ms left */
+    net[1].reads.submit(0, 2, net[1].now + 3000000);
+    net.pump_all();
+    assert_int_equal(net.count(FrameType::ReadConfirm), 2); /* the renewal */
+    net[1].reads.applied(0, 10);
+    assert_int_equal(net[1].ready.size(), 2);  /* both served without waiting */
+    int64_t renewed = net[1].lease_clock_us(0);
+    net.deliver(FrameType::ReadConfirm);
+    net.deliver();
+    assert_true(net[1].reads.holds_lease(0, renewed + 897000));
+    assert_int_equal(net[1].reads.reads_leased(0), 2);
+}
+
 int main()
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +595,13 @@ int main()
         cmocka_unit_test(a_later_yes_confirms_earlier_rounds),
         cmocka_unit_test(single_voter_and_halted),
         cmocka_unit_test(losing_the_leadership_hands_reads_back),
+        cmocka_unit_test(lease_serves_reads_without_a_round),
+        cmocka_unit_test(lease_counts_from_the_first_send),
+        cmocka_unit_test(no_promise_no_lease),
+        cmocka_unit_test(five_voters_need_two_promises),
+        cmocka_unit_test(no_lease_after_a_transfer_or_in_a_new_term),
+        cmocka_unit_test(losing_the_leadership_ends_the_lease),
+        cmocka_unit_test(leased_reads_renew_the_lease),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,6 +119,7 @@ static void seeds_run_clean(void **)
     assert_true(cov.sessions_expired_here > 0);
     assert_true(cov.reads_confirmed > 0);
     assert_true(cov.read_rounds > 0);
+    assert_true(cov.reads_leased > 0);
     assert_true(cov.reads_failed > 0);
 }
 
@@ -127,7 +128,10 @@ static void seeds_run_clean(void **)
  * stale_grant: a lock grant delivered after the lock went to someone else. */
 static void catches_the_planted_bug(void **)
 {
-    const char *what = kPlantPoisonedEntry ? "poisoned entry" : kPlantStaleGrant ? "stale grant" : "unconfirmed read";
+    const char *what = kPlantPoisonedEntry ? "poisoned entry"
+                       : kPlantStaleGrant  ? "stale grant"
+                       : kPlantEndlessLease ? "endless lease"
+                                           : "unconfirmed read";
     const char *sign = kPlantPoisonedEntry ? "failed to apply"
                        : kPlantStaleGrant  ? "after the lock was granted again"
                                            : "not linearizable";
@@ -149,7 +153,7 @@ int main(void)
     const struct CMUnitTest planted[] = {
         cmocka_unit_test(catches_the_planted_bug),
     };
-    if (kPlantPoisonedEntry || kPlantStaleGrant || kPlantUnconfirmedRead)
+    if (kPlantPoisonedEntry || kPlantStaleGrant || kPlantUnconfirmedRead || kPlantEndlessLease)
         return cmocka_run_group_tests(planted, nullptr, nullptr);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(seeds_run_clean),

@@ -9,10 +9,12 @@
 # frozen at once, so its c-raft still believes it leads when it wakes.  The
 # other two elect a leader and k becomes 'new' there.  A linearizable
 # map_get(k) is sent on L, then L's worker thaws: the read must fail (57P03,
-# nobody confirms L's leadership) or return 'new' — never 'old'.  (The
-# planted build `make PLANT=unconfirmed_read`, whose leader takes its commit
-# index without a confirmation round, returns 'old' here.)  Once the cut
-# ends, L reads 'new'.
+# nobody confirms L's leadership) or return 'new' — never 'old'.  Just before
+# the cut L serves a linearizable read of k, so it holds a read lease when it
+# freezes; the lease must have run out by the time it thaws.  (The planted
+# builds `make PLANT=unconfirmed_read`, whose leader takes its commit index
+# without a confirmation round, and `make PLANT=endless_lease`, whose lease
+# never expires, return 'old' here.)  Once the cut ends, L reads 'new'.
 use strict;
 use warnings;
 
@@ -48,7 +50,19 @@ sub last_indexes
 	return $node->safe_psql('postgres',
 		'SELECT string_agg(commit_index::text, \',\' ORDER BY partition_id) FROM atomix.partitions');
 }
+sub read_counts
+{
+	my ($rounds, $confirmed) = (0, 0);
+	for my $node (@n)
+	{
+		my ($r, $c) = split /\|/, $node->safe_psql('postgres',
+			'SELECT sum(read_rounds), sum(reads_confirmed) FROM atomix.stats');
+		($rounds, $confirmed) = ($rounds + $r, $confirmed + $c);
+	}
+	return ($rounds, $confirmed);
+}
 my @before = map { last_indexes($_) } @n;
+my ($rounds0, $confirmed0) = read_counts();
 my $reads = 0;
 for my $i (1 .. 60)
 {
@@ -59,6 +73,10 @@ for my $i (1 .. 60)
 is($reads, 60, '60 linearizable reads over the three nodes returned the latest values');
 is_deeply([ map { last_indexes($_) } @n ], \@before,
 	'the reads committed nothing in any partition (no barrier entries)');
+my ($rounds1, $confirmed1) = read_counts();
+cmp_ok($rounds1 - $rounds0, '<', $confirmed1 - $confirmed0,
+	'read leases confirmed some reads without a round (' . ($rounds1 - $rounds0)
+	  . ' rounds for ' . ($confirmed1 - $confirmed0) . ' reads)');
 
 # ---- a deposed leader must not answer ----
 sub set_cut
@@ -100,6 +118,10 @@ for my $round (1 .. 6)
 	my $s = AtomixTest::Session->new($L);
 	my $pid = worker_pid($L);
 
+	# L confirms a read of k (a round whose yeses come with promises): it
+	# holds a read lease when it is cut off and frozen
+	is($L->safe_psql('postgres', "SELECT atomix.map_get('dl', '$key')"), 'old',
+		"round $round: node " . node_id($L) . " reads 'old' before the cut");
 	set_cut($L, 1);
 	usleep(300_000);    # the worker takes the reload on its next turn
 	AtomixTest::freeze_pid($pid);

@@ -21,7 +21,10 @@ void crash(Sim &sim, Node &node)
     node.in_flight.clear();
     std::fill(node.client_call.begin(), node.client_call.end(), -1);
     for (unsigned p = 0; p < sim.parts; p++)
+    {
         sim.cov.read_rounds += node.reads->rounds((int32_t)p);
+        sim.cov.reads_leased += node.reads->reads_leased((int32_t)p);
+    }
     node.router.reset();
     node.reads.reset();
     /* its sessions die with it (the next incarnation's epoch closes them) */

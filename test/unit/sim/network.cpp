@@ -94,6 +94,27 @@ std::vector<uint32_t> Node::voters(int32_t partition)
     return v;
 }
 
+/* Read leases: the follower side as RaftGroup::vote_promise_ms computes it
+ * (no hibernation here), on the partition fixture's clock — which is also
+ * the leader's lease clock, so the leases the simulation grants are exactly
+ * as long as c-raft's timers allow, less the 10% drift margin. */
+uint32_t Node::vote_promise_ms(int32_t partition, uint32_t leader, uint64_t term)
+{
+    if (sim->partitions[(size_t)partition]->replicas[i]->halted)
+        return 0;
+    struct raft *r = sim->raft((unsigned)partition, i);
+    if (r->state != RAFT_FOLLOWER || r->current_term != term || r->follower_state.current_leader.id != leader)
+        return 0;
+    uint64_t now = raft_fixture_time(&sim->partitions[(size_t)partition]->f);
+    uint64_t ends = r->election_timer_start + r->election_timeout;
+    return ends > now + 1 ? (uint32_t)std::min<uint64_t>(ends - now - 1, r->election_timeout) : 0;
+}
+
+int64_t Node::lease_clock_us(int32_t partition)
+{
+    return (int64_t)raft_fixture_time(&sim->partitions[(size_t)partition]->f) * 1000;
+}
+
 void Node::read_ready(uint64_t request_id)
 {
     auto it = in_flight.find(request_id);

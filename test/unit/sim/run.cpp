@@ -296,12 +296,14 @@ std::vector<std::string> run_seed(uint64_t seed, Coverage &total, bool trace)
                 c.resends += node->router->resends((int32_t)p);
                 c.duplicates_dropped += node->router->duplicates_dropped((int32_t)p);
                 c.read_rounds += node->reads->rounds((int32_t)p);
+                c.reads_leased += node->reads->reads_leased((int32_t)p);
             }
     total.runs += c.runs;
     total.calls += c.calls;
     total.ok += c.ok;
     total.fail += c.fail;
     total.read_rounds += c.read_rounds;
+    total.reads_leased += c.reads_leased;
     total.reads_confirmed += c.reads_confirmed;
     total.reads_failed += c.reads_failed;
     total.info += c.info;
@@ -355,10 +357,10 @@ void print_coverage(const char *what, const Coverage &c)
            (unsigned long long)c.grants_delivered, (unsigned long long)c.grants_refused,
            (unsigned long long)c.sessions_expired_here, (unsigned long long)c.sessions_closed_by_log,
            (unsigned long long)c.beyond_bound_runs);
-    printf("    reads: %llu served by read index in %llu confirmation rounds, %llu "
-           "refused (no confirmed index in time)\n",
+    printf("    reads: %llu served by read index in %llu confirmation rounds (%llu confirmed by a "
+           "leader's lease without one), %llu refused (no confirmed index in time)\n",
            (unsigned long long)c.reads_confirmed, (unsigned long long)c.read_rounds,
-           (unsigned long long)c.reads_failed);
+           (unsigned long long)c.reads_leased, (unsigned long long)c.reads_failed);
 }
 
 } // namespace sim

@@ -180,6 +180,9 @@ struct Node final : ReadIndexHost {
     uint64_t current_term(int32_t partition) override;
     std::vector<uint32_t> voters(int32_t partition) override;
     void read_ready(uint64_t request_id) override;
+    uint32_t vote_promise_ms(int32_t partition, uint32_t leader, uint64_t term) override;
+    bool lease_allowed(int32_t, uint64_t) override { return true; } /* no transfers here */
+    int64_t lease_clock_us(int32_t partition) override;
 };
 
 struct Partition {
@@ -201,7 +204,7 @@ struct Coverage {
     uint64_t snapshots = 0, restores = 0, halts = 0, proposals_lost = 0, answered_after_restore = 0;
     uint64_t grants_delivered = 0, grants_refused = 0, sessions_expired_here = 0, sessions_closed_by_log = 0;
     uint64_t beyond_bound_runs = 0;
-    uint64_t read_rounds = 0, reads_confirmed = 0, reads_failed = 0;
+    uint64_t read_rounds = 0, reads_confirmed = 0, reads_failed = 0, reads_leased = 0;
 };
 
 struct Sim {
