@@ -195,7 +195,10 @@ void RaftGroup::wake(uint64_t since_ms)
      * quorum (leader) against election_timer_start: the hours a partition
      * may sleep must not count. */
     uint64_t now = uv_now(loop_);
-    raft_.election_timer_start = std::min<uint64_t>(since_ms, now);
+    /* never back before c-raft's own start: a follower's read-lease
+     * promise counts from it (vote_promise_ms) */
+    raft_.election_timer_start =
+        std::max<uint64_t>(raft_.election_timer_start, std::min<uint64_t>(since_ms, now));
 }
 
 bool RaftGroup::has_member(uint32_t node) const
@@ -379,12 +382,11 @@ uint64_t RaftGroup::vote_promise_ms(uint32_t leader, uint64_t term, uint64_t vou
     /* raft_uv's clock (uv_now) is CLOCK_MONOTONIC, possibly the coarse one,
      * never ahead of the fresh reading `now_ms`: the timer cannot expire
      * before now_ms reaches start + election_timeout. */
+    /* wake() never moves the start back, and sets it to at least the
+     * vouch (a silent leader) or the time of waking (anything else) */
     uint64_t start = raft_.election_timer_start;
-    if (hibernating_) {
-        if (vouched_ms == 0)
-            return 0;
-        start = vouched_ms; /* wake(): min(since, now), since >= vouched_ms */
-    }
+    if (hibernating_)
+        start = std::max<uint64_t>(start, vouched_ms);
     uint64_t ends = start + config_.election_timeout_ms;
     if (ends <= now_ms + 1)
         return 0;

@@ -146,8 +146,9 @@ class RaftGroup {
      * randomized_election_timeout >= election_timeout has passed since
      * election_timer_start.  Returns how many ms from `now_ms` (CLOCK_MONOTONIC,
      * read fresh by the caller) that is certain, 0 when nothing is.  A
-     * sleeping group's timer is frozen and restarts on waking at the earliest
-     * from `vouched_ms`, when its leader last vouched for it (hibernation.h). */
+     * sleeping group's timer is frozen and restarts on waking from no
+     * earlier than `vouched_ms`, when its leader last vouched for it
+     * (hibernation.h), nor than where it stood (wake()). */
     uint64_t vote_promise_ms(uint32_t leader, uint64_t term, uint64_t vouched_ms, uint64_t now_ms);
     /* Votes this group did not let c-raft see: requests without
      * disrupt_leader within an election timeout of start() (see deliver()). */

@@ -87,10 +87,9 @@ static void sleeping_followers_promise_from_the_last_vouch(void **)
     /* a digest every 500 ms vouches anew */
     assert_true(pf > 300 && pf < 1000);
     assert_true(pg > 300 && pg < 1000);
-    /* without the vouch, a sleeping follower promises nothing */
-    assert_int_equal(c.members[F].group->vote_promise_ms((uint32_t)L + 1, c.members[F].group->term(), 0,
-                                                         mono_ms()),
-                     0);
+    /* without the vouch, only what is left since its last heartbeat */
+    assert_true(c.members[F].group->vote_promise_ms((uint32_t)L + 1, c.members[F].group->term(), 0,
+                                                    mono_ms()) < pf);
     uint64_t elected = elected_after_cut(c, L);
     printf("    sleeping promises %llu / %llu ms; another leader after %llu ms\n", (unsigned long long)pf,
            (unsigned long long)pg, (unsigned long long)(elected - now));
