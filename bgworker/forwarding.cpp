@@ -68,6 +68,8 @@ void Worker::start_transport()
     hooks.on_frame = [this](uint32_t peer, FrameType type, const char *p, size_t n) {
         on_frame(peer, type, p, n);
     };
+    /* read_leases.cpp: a commit index is published before a peer can learn it */
+    hooks.before_write = [this]() { publish_read_leases(); };
     hooks.log = [](int level, const std::string &message) {
         ereport(level > 0 ? WARNING : LOG, (errmsg_internal("%s", message.c_str())));
     };

@@ -75,6 +75,7 @@ void Worker::reads_applied()
         if (!p->halted && p->group->started())
             reads_->applied(p->id, p->group->last_applied());
     }
+    publish_applied_leases();
 }
 
 } // namespace atomix

@@ -449,6 +449,7 @@ void Worker::start_partitions()
     /* before any group starts: raft_start may already apply entries */
     router_ = std::make_unique<RequestRouter>(static_cast<RouterHost &>(*this), (size_t)atomix_partitions);
     reads_ = std::make_unique<ReadIndex>(static_cast<ReadIndexHost &>(*this), (size_t)atomix_partitions);
+    clear_read_leases();
     for (int32_t i = 0; i < atomix_partitions; i++) {
         auto p = std::make_unique<Partition>(this, i);
         p->sm.set_request_log(cluster_->nodes().size() > 1);
@@ -691,7 +692,7 @@ void Worker::publish_status(uint64_t generation)
         status[i].stats.forwards_taken = router_->forwards_taken(p.id);
         status[i].stats.read_rounds = reads_->rounds(p.id);
         status[i].stats.reads_confirmed = reads_->reads_confirmed(p.id);
-        status[i].stats.reads_served = reads_->reads_served(p.id);
+        status[i].stats.reads_served = reads_->reads_served(p.id) + reads_leased_locally(p.id);
         RaftGroup &g = *partitions_[i]->group;
         status[i].role = g.state();
         status[i].leader_node = (int)g.leader_id();
@@ -770,6 +771,7 @@ void Worker::turn(long timeout_ms)
 
 void Worker::flush_transport()
 {
+    publish_read_leases(); /* before any frame can carry a newer commit index */
     if (reads_)
         reads_->flush();
     if (transport_)

@@ -30,6 +30,7 @@
 #include "grant_gate.h"
 #include "hibernation.h"
 #include "session_registry.h"
+#include "shmem.h"
 #include "state_machine.h"
 
 namespace atomix {
@@ -200,6 +201,11 @@ class Worker : private ReadIndexHost {
     bool lease_allowed(int32_t partition, uint64_t term) override;
     int64_t lease_clock_us(int32_t partition) override;
     void reads_applied();
+    /* read_leases.cpp: read leases in shared memory, for this node's backends */
+    void clear_read_leases();
+    void publish_read_leases();
+    void publish_applied_leases();
+    uint64_t reads_leased_locally(int32_t partition) const;
     void balance_leaders(int64_t now_us);
     void start_loop();
     void start_partitions();
@@ -286,6 +292,8 @@ class Worker : private ReadIndexHost {
     std::unique_ptr<RequestRouter> router_;
     /* linearizable reads: read indexes confirmed by a quorum */
     std::unique_ptr<ReadIndex> reads_;
+    std::vector<AtomixReadLeaseView> published_leases_; /* per partition: what shared memory says */
+    std::vector<int32_t> leased_parts_;                 /* partitions published with a lease */
     std::unique_ptr<Hibernation> hibernation_;
     uv_timer_t tick_timer_;
     bool tick_timer_started_ = false;

@@ -171,8 +171,15 @@ void NodeTransport::write_on(Connection *c, FrameType type, const char *head, si
         return;
     }
     writes_++;
+    about_to_write();
     if (!write_bytes(&c->tcp, std::move(data)))
         connection_lost(c, "write failed");
+}
+
+void NodeTransport::about_to_write()
+{
+    if (hooks_.before_write)
+        hooks_.before_write();
 }
 
 void NodeTransport::set_batching(bool on)
@@ -189,6 +196,7 @@ void NodeTransport::flush_connection(Connection *c)
     std::string data;
     data.swap(c->batch);
     writes_++;
+    about_to_write();
     if (!write_bytes(&c->tcp, std::move(data)))
         connection_lost(c, "write failed");
 }
@@ -676,6 +684,7 @@ void NodeTransport::release_held(Connection *c)
     if (!holds_out(c->peer_id) && !c->held_out.empty()) {
         std::vector<std::string> frames;
         frames.swap(c->held_out);
+        about_to_write();
         for (std::string &f : frames)
             if (c->closing || !write_bytes(&c->tcp, std::move(f))) {
                 connection_lost(c, "write failed");

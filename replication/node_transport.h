@@ -100,6 +100,10 @@ struct TransportHooks {
     std::function<void(uint32_t peer, FrameType type, const char *payload, size_t len)> on_frame;
     /* Operational messages: level 0 = info, 1 = warning. */
     std::function<void(int level, const std::string &message)> log;
+    /* Called before any bytes are handed to a socket (a batch flushed, an
+     * unbatched frame, held frames released): the worker publishes its read
+     * leases' commit indexes there, before any peer can learn them. */
+    std::function<void()> before_write;
 };
 
 class NodeTransport {
@@ -200,6 +204,7 @@ class NodeTransport {
     bool external_liveness_ = false;
     void release_held(Connection *c);
     void flush_connection(Connection *c);
+    void about_to_write();
     bool batching_ = false;
     std::vector<Connection *> unflushed_; /* connections with a non-empty batch */
     uint64_t writes_ = 0;

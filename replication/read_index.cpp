@@ -110,6 +110,12 @@ void ReadIndex::lead_rounds(int32_t partition, int64_t now_us)
         forget_lease(q);
         q.term = term;
     }
+    /* A lone voter needs no promise: nobody else can ever be elected (the
+     * voters are fixed for the worker's life), so its lease never ends. */
+    if (q.lease_until_us == 0 && sole_voter(partition)) {
+        q.lease_until_us = INT64_MAX;
+        new_leases_.push_back(partition);
+    }
     /* a round nobody confirmed for this long only holds memory: its readers
      * have given up (each read has its own deadline) */
     while (!q.rounds.empty() && now_us - q.rounds.front().started_us > host_.unavailable_timeout_us())
@@ -122,6 +128,12 @@ void ReadIndex::lead_rounds(int32_t partition, int64_t now_us)
         probe(partition, q.rounds.back(), now_us);
     }
     confirm_rounds(partition);
+}
+
+bool ReadIndex::sole_voter(int32_t partition)
+{
+    std::vector<uint32_t> voters = host_.voters(partition);
+    return voters.size() == 1 && voters[0] == host_.self();
 }
 
 /* The waiting readers (none for a lease renewal) go into a new round. */
@@ -216,6 +228,8 @@ void ReadIndex::on_promises(uint32_t peer, const char *data, size_t len)
         if (held.size() < need)
             continue;
         std::nth_element(held.begin(), held.begin() + (long)(need - 1), held.end(), std::greater<int64_t>());
+        if (q.lease_until_us == 0)
+            new_leases_.push_back(p);
         q.lease_until_us = held[need - 1];
     }
 }

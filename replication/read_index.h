@@ -134,6 +134,17 @@ class ReadIndex {
         const Part &q = parts_[(size_t)partition];
         return q.term != 0 && lease_now_us < q.lease_until_us;
     }
+    /* The lease (lease clock, 0: none; INT64_MAX: a lone voter's) and its
+     * term, for publishing to this node's backends (bgworker/read_leases.cpp). */
+    int64_t lease_until_us(int32_t partition) const { return parts_[(size_t)partition].lease_until_us; }
+    uint64_t lease_term(int32_t partition) const { return parts_[(size_t)partition].term; }
+    /* Partitions whose lease began since the last call. */
+    std::vector<int32_t> take_new_leases()
+    {
+        std::vector<int32_t> out;
+        out.swap(new_leases_);
+        return out;
+    }
 
   private:
     /* A read of this node's caller. */
@@ -183,6 +194,7 @@ class ReadIndex {
     bool serve_from_lease(int32_t partition, uint64_t term, uint64_t commit, int64_t now_us);
     void on_promises(uint32_t peer, const char *data, size_t len);
     void forget_lease(Part &q);
+    bool sole_voter(int32_t partition);
     void confirm_rounds(int32_t partition);
     void answer(const Waiter &w, int32_t partition, uint8_t outcome, uint64_t index);
     void expire(int32_t partition, int64_t now_us);
@@ -191,6 +203,7 @@ class ReadIndex {
     ReadIndexHost &host_;
     std::vector<Part> parts_;
     std::map<std::pair<uint32_t, uint8_t>, std::string> out_;
+    std::vector<int32_t> new_leases_;
 };
 
 } // namespace atomix

@@ -16,8 +16,10 @@ extern "C" {
 #include <cstring>
 
 #include "client.h"
+#include "clock.h"
 #include "guc.h"
 #include "pg_bridge.h"
+#include "planted_bugs.h"
 #include "shmem.h"
 
 namespace atomix {
@@ -229,12 +231,32 @@ Reply submit(int32_t partition, const Command &cmd)
     return reply;
 }
 
+/* This node leads `partition` under a read lease, and its tables hold
+ * everything the leader had committed when anything last left this node:
+ * the read may go ahead without waking the worker (shmem.h, AtomixReadLease). */
+static bool read_under_lease(int32_t partition)
+{
+    if (!atomix_read_lease || partition < 0 || partition >= ATOMIX_MAX_PARTITIONS)
+        return false;
+    AtomixReadLease *lease = &atomix_shared->read_leases[partition];
+    AtomixReadLeaseView v;
+    if (!read_lease_snapshot(lease, &v) || v.until_boot_us == 0 || v.applied_index < v.commit_index)
+        return false;
+    if (!kPlantEndlessLease && boot_now_us() >= v.until_boot_us) /* planted: never expires */
+        return false;
+    pg_atomic_fetch_add_u64(&lease->reads, 1);
+    return true;
+}
+
 void read_barrier(int32_t partition)
 {
     if (atomix_read_consistency == ATOMIX_READ_SEQUENTIAL) {
         check_session_usable();
         return;
     }
+    check_session_usable();
+    if (read_under_lease(partition))
+        return;
     Command barrier;
     barrier.op = Op::Barrier;
     (void)submit(partition, barrier);

@@ -61,6 +61,10 @@ static void shmem_startup(void)
         atomix_shared->nslots = (uint32)MaxBackends;
         atomix_shared->partitions = atomix_partitions;
         atomix_shared->worker_phase = WORKER_STOPPED;
+        for (int p = 0; p < ATOMIX_MAX_PARTITIONS; p++) {
+            pg_atomic_init_u32(&atomix_shared->read_leases[p].version, 0);
+            pg_atomic_init_u64(&atomix_shared->read_leases[p].reads, 0);
+        }
     }
     LWLockRelease(AddinShmemInitLock);
 }

@@ -17,6 +17,7 @@
 
 extern "C" {
 #include "postgres.h"
+#include "port/atomics.h"
 #include "storage/dsm.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -129,6 +130,59 @@ struct AtomixReplicaStatus {
     AtomixPartitionStats stats;
 };
 
+/* A partition's read lease as this node's backends see it (the worker is
+ * its leader and holds a lease, replication/read_index.h).  While
+ * CLOCK_BOOTTIME is before `until_boot_us` and `applied_index` (committed
+ * to the tables) has reached `commit_index` (the leader's commit index
+ * before anything last left this node), a linearizable read may read the
+ * local tables at once: no other leader can exist, so nothing committed
+ * anywhere is missing from them (docs/architecture.md, "Read leases").
+ * Written by the worker alone under a sequence count (odd while it
+ * writes); read with read_lease_snapshot(). */
+struct AtomixReadLease {
+    pg_atomic_uint32 version;
+    int64 until_boot_us; /* 0: no lease */
+    uint64 commit_index;
+    uint64 applied_index;
+    pg_atomic_uint64 reads; /* reads this node's backends served under it */
+};
+
+struct AtomixReadLeaseView {
+    int64 until_boot_us;
+    uint64 commit_index;
+    uint64 applied_index;
+};
+
+/* The worker's write of one lease (single writer). */
+static inline void read_lease_write(AtomixReadLease *l, const AtomixReadLeaseView &v)
+{
+    pg_atomic_fetch_add_u32(&l->version, 1); /* odd; a full barrier */
+    l->until_boot_us = v.until_boot_us;
+    l->commit_index = v.commit_index;
+    l->applied_index = v.applied_index;
+    pg_write_barrier();
+    pg_atomic_fetch_add_u32(&l->version, 1);
+}
+
+/* A consistent copy, or false when the worker kept writing (the caller then
+ * takes the slow path). */
+static inline bool read_lease_snapshot(AtomixReadLease *l, AtomixReadLeaseView *out)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        uint32 before = pg_atomic_read_u32(&l->version);
+        if (before & 1)
+            continue;
+        pg_read_barrier();
+        out->until_boot_us = l->until_boot_us;
+        out->commit_index = l->commit_index;
+        out->applied_index = l->applied_index;
+        pg_read_barrier();
+        if (pg_atomic_read_u32(&l->version) == before)
+            return true;
+    }
+    return false;
+}
+
 struct AtomixNodeStatus {
     uint32 id;
     bool connected; /* our transport connection to it is authenticated */
@@ -162,6 +216,8 @@ struct AtomixShared {
      * timeout.  A backend touching a partition past it is told its session
      * expired. */
     int64 lease_valid_until_us[ATOMIX_MAX_PARTITIONS];
+    /* not the sessions' lease above: the leader's read lease */
+    AtomixReadLease read_leases[ATOMIX_MAX_PARTITIONS];
     uint32 closed_head;
     uint32 closed_count;
     AtomixClosedSession closed[ATOMIX_CLOSED_RING];

@@ -270,6 +270,8 @@ struct Node {
     std::vector<std::string> logs;
     /* when set, frames are only counted and checked through this */
     std::function<void(uint32_t, FrameType, const char *, size_t)> on_frame;
+    /* before_write: how often it ran, and the transport's write count then */
+    uint64_t before_writes = 0, writes_announced = 0;
 
     std::string address() const { return "127.0.0.1:" + std::to_string(port); }
 
@@ -335,6 +337,10 @@ struct Cluster {
         hooks.log = [n](int level, const std::string &message) {
             assert_true(level == 0 || level == 1);
             n->logs.push_back(message);
+        };
+        hooks.before_write = [n]() {
+            n->before_writes++;
+            n->writes_announced = n->t ? n->t->writes() : 0;
         };
         n->t = std::make_unique<NodeTransport>(&loop.loop, config, n->secret, hooks);
         n->t->start();
@@ -1325,6 +1331,52 @@ static void batched_frames_wait_for_flush(void **)
     cl.finish();
 }
 
+/* The worker publishes its read leases' commit indexes in before_write
+ * (bgworker/read_leases.cpp), so no byte may reach a socket without it: a
+ * flushed batch, a batch flushed early for its size, an unbatched frame,
+ * held frames released. */
+static void every_write_is_announced_first(void **)
+{
+    Cluster cl(2);
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    Node &n = cl.node(1);
+    NodeTransport &t = *n.t;
+    t.set_batching(true);
+    uint64_t calls = n.before_writes;
+    assert_true(t.send(2, FrameType::Raft, "batched"));
+    assert_int_equal(n.before_writes, calls); /* nothing written yet */
+    t.flush();
+    assert_true(n.before_writes > calls);
+    assert_int_equal(n.writes_announced, t.writes());
+    /* a batch past its size limit goes out inside send() */
+    calls = n.before_writes;
+    uint64_t writes = t.writes();
+    assert_true(t.send(2, FrameType::Raft, std::string(300 * 1024, 'x')));
+    assert_int_equal(t.writes(), writes + 1);
+    assert_true(n.before_writes > calls);
+    assert_int_equal(n.writes_announced, t.writes());
+    /* unbatched */
+    t.set_batching(false);
+    calls = n.before_writes;
+    assert_true(t.send(2, FrameType::Raft, "unbatched"));
+    assert_true(n.before_writes > calls);
+    assert_int_equal(n.writes_announced, t.writes());
+    /* held, then released */
+    TransportFaults hold;
+    hold.hold_outbound = {2};
+    t.set_faults(hold);
+    for (int i = 0; i < 3; i++)
+        assert_true(t.send(2, FrameType::Raft, "held"));
+    calls = n.before_writes;
+    cl.loop.run_for(0.2, [&] {});
+    assert_int_equal(n.before_writes, calls);
+    t.set_faults(TransportFaults());
+    assert_true(n.before_writes > calls);
+    assert_true(cl.loop.run_until([&] { return frames_from(cl.node(2), 1) >= 5; }, 5));
+    cl.finish();
+}
+
 /* Holding what a peer sends, then releasing with a reset: the connection
  * is dropped with what was held, the peer redials, traffic resumes. */
 static void inbound_hold_released_by_reset(void **)
@@ -1369,6 +1421,7 @@ int main(void)
         cmocka_unit_test(silent_link_is_closed_and_redialed),
         cmocka_unit_test(inbound_hold_released_by_reset),
         cmocka_unit_test(batched_frames_wait_for_flush),
+        cmocka_unit_test(every_write_is_announced_first),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
