@@ -205,33 +205,39 @@ void ReadIndex::on_promises(uint32_t peer, const char *data, size_t len)
             continue;
         int64_t &until = q.promised[peer];
         until = std::max(until, sent->second + worth);
-        touched.push_back((int32_t)p);
+        if (touched.empty() || touched.back() != (int32_t)p)
+            touched.push_back((int32_t)p);
     }
+    for (int32_t p : touched)
+        update_lease(p);
+}
+
+/* The lease lasts while the voters left without a promise (we withhold our
+ * own vote while we lead) are short of a quorum: until the need-th longest
+ * promise ends. */
+void ReadIndex::update_lease(int32_t partition)
+{
+    Part &q = parts_[(size_t)partition];
     uint32_t self = host_.self();
-    for (int32_t p : touched) {
-        Part &q = parts_[(size_t)p];
-        std::vector<uint32_t> voters = host_.voters(p);
-        size_t quorum = voters.size() / 2 + 1;
-        bool self_votes = std::find(voters.begin(), voters.end(), self) != voters.end();
-        size_t others = voters.size() - (self_votes ? 1 : 0);
-        /* the voters left without a promise (we withhold our own vote while
-         * we lead) must be short of a quorum */
-        size_t need = others + 1 > quorum ? others + 1 - quorum : 0;
-        if (need == 0)
-            continue; /* a lone voter: its rounds confirm at once anyway */
-        std::vector<int64_t> held;
-        for (uint32_t v : voters) {
-            auto it = q.promised.find(v);
-            if (v != self && it != q.promised.end())
-                held.push_back(it->second);
-        }
-        if (held.size() < need)
-            continue;
-        std::nth_element(held.begin(), held.begin() + (long)(need - 1), held.end(), std::greater<int64_t>());
-        if (q.lease_until_us == 0)
-            new_leases_.push_back(p);
-        q.lease_until_us = held[need - 1];
+    std::vector<uint32_t> voters = host_.voters(partition);
+    size_t quorum = voters.size() / 2 + 1;
+    bool self_votes = std::find(voters.begin(), voters.end(), self) != voters.end();
+    size_t others = voters.size() - (self_votes ? 1 : 0);
+    size_t need = others + 1 > quorum ? others + 1 - quorum : 0;
+    if (need == 0)
+        return; /* a lone voter: lead_rounds gave it a lease that never ends */
+    std::vector<int64_t> held;
+    for (uint32_t v : voters) {
+        auto it = q.promised.find(v);
+        if (v != self && it != q.promised.end())
+            held.push_back(it->second);
     }
+    if (held.size() < need)
+        return;
+    std::nth_element(held.begin(), held.begin() + (long)(need - 1), held.end(), std::greater<int64_t>());
+    if (q.lease_until_us == 0)
+        new_leases_.push_back(partition);
+    q.lease_until_us = held[need - 1];
 }
 
 void ReadIndex::forget_lease(Part &q)

@@ -193,6 +193,7 @@ class ReadIndex {
     void probe(int32_t partition, Round &round, int64_t now_us);
     bool serve_from_lease(int32_t partition, uint64_t term, uint64_t commit, int64_t now_us);
     void on_promises(uint32_t peer, const char *data, size_t len);
+    void update_lease(int32_t partition);
     void forget_lease(Part &q);
     bool sole_voter(int32_t partition);
     void confirm_rounds(int32_t partition);

@@ -250,12 +250,8 @@ static bool read_under_lease(int32_t partition)
 
 void read_barrier(int32_t partition)
 {
-    if (atomix_read_consistency == ATOMIX_READ_SEQUENTIAL) {
-        check_session_usable();
-        return;
-    }
     check_session_usable();
-    if (read_under_lease(partition))
+    if (atomix_read_consistency == ATOMIX_READ_SEQUENTIAL || read_under_lease(partition))
         return;
     Command barrier;
     barrier.op = Op::Barrier;
