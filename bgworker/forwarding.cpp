@@ -169,6 +169,7 @@ void Worker::balance_leaders(int64_t now_us)
     /* Leadership changes only in a group that was stirred, and this turn
      * polled those (group_polls.cpp); a transfer that waits only for time to
      * pass waits for the next tick turn, which polls every group. */
+    bool pending = false;
     for (uint32_t i : polled_) {
         Partition *p = partitions_[i].get();
         bool leader = p->group->is_leader();
@@ -186,12 +187,16 @@ void Worker::balance_leaders(int64_t now_us)
         if (!leader)
             continue;
         uint32_t preferred = cluster_->preferred_leader((uint32_t)p->id);
+        pending = pending || preferred != self;
         if (preferred == self || !transport_->connected(preferred) ||
             now_us - p->leader_since_us < 3 * 1000000 || now_us - p->last_transfer_us < 5 * 1000000)
             continue;
         if (p->group->transfer_leadership(preferred))
             p->last_transfer_us = now_us;
     }
+    /* a walk of every partition says whether any is left; a partial one can
+     * only add one (ticks.cpp) */
+    balance_pending_ = polled_.size() == partitions_.size() ? pending : balance_pending_ || pending;
 }
 
 } // namespace atomix

@@ -74,12 +74,35 @@ void Worker::tick_groups()
             groups[i] = p.group.get();
     }
     hibernation_->tick_all(groups, tick_peers_, uv_now(&loop_));
-    ticked_ = true;
     woke_since_tick_ = false; /* all_asleep() is as of now */
-    unsettle();               /* a tick turn runs every walk (quiet_turns.cpp) */
     if (transport_)
         transport_->check_liveness(); /* at least every kPingAfterMs: see set_tick_every */
     set_tick_every(hibernation_->all_asleep() ? kDigestEveryMs : kHeartbeatMs);
+    if (sleeps_through_tick())
+        return;
+    ticked_ = true;
+    unsettle(); /* a tick turn runs every walk (quiet_turns.cpp) */
+}
+
+/* A tick that changed nothing while the worker was settled: every group
+ * slept through it and decided nothing new (Hibernation::ticked_asleep), and
+ * nothing since the turn that settled brought work.  Its turn stays quiet
+ * and skips the walks a tick turn runs, since each would find what it found
+ * when the worker settled:
+ *   - polls: a sleeping group is stirred by nothing (a message wakes it);
+ *   - leader balance: leadership moves only in a group that wakes, so it
+ *     has nothing to do unless this node still leads a partition whose
+ *     preferred leader is another node (balance_pending_, counted by the
+ *     last walk of every partition), which a later tick must look at
+ *     again as time passes;
+ *   - the watchdog: no log write is in flight and no request waits;
+ *   - halted partitions, deadlines of queued requests, read rounds: a
+ *     settled worker has none.
+ * An idle worker with 256 partitions then walks them only when something
+ * happens, not twice a second. */
+bool Worker::sleeps_through_tick()
+{
+    return quiet_ && hibernation_->ticked_asleep() && !balance_pending_;
 }
 
 void Worker::on_digest(uint32_t peer, const char *data, size_t len)

@@ -249,6 +249,7 @@ class Worker : private ReadIndexHost {
     /* ticks.cpp: one timer for every group's c-raft tick, and hibernation */
     void start_ticks();
     void set_tick_every(uint64_t ms);
+    bool sleeps_through_tick();
     void group_woke();
     /* group_polls.cpp: busy turns poll only the groups something stirred */
     void group_stirred(uint32_t partition);
@@ -314,6 +315,9 @@ class Worker : private ReadIndexHost {
      * cleared by a walk that finds none) */
     bool halts_pending_ = false;
     bool ticked_ = false; /* this turn's tick ran: it walks every group */
+    /* balance_leaders' last walk of every partition found one this node
+     * leads while its preferred leader is another node (ticks.cpp) */
+    bool balance_pending_ = true;
     int64_t quiet_deadline_us_ = INT64_MAX; /* while quiet: the earliest due tick (log time) */
     std::unordered_map<uint64_t, PendingWait> waits_;
     std::unordered_map<uint64_t, KeepAliveSent> keep_alives_;

@@ -4,6 +4,8 @@
  */
 #include "hibernation.h"
 
+#include <algorithm>
+
 #include "le_bytes.h"
 #include "raft_group.h"
 
@@ -92,10 +94,24 @@ Hibernation::Hibernation(uint32_t self, unsigned election_timeout_ms,
 
 void Hibernation::on_digest(uint32_t peer, const char *data, size_t len, uint64_t now_ms)
 {
-    std::vector<GroupDigest> records;
-    if (!decode_digests(data, len, &records))
-        return; /* a malformed digest counts as none: its sender's partitions wake */
     std::vector<PeerReport> &reports = reports_[peer];
+    auto last = payloads_.find(peer);
+    if (last != payloads_.end() && last->second.size() == len &&
+        std::equal(data, data + len, last->second.data())) {
+        /* the same records as last time, heard now */
+        for (PeerReport &r : reports)
+            if (r.known)
+                r.heard_ms = now_ms;
+        heard_ms_[peer] = now_ms;
+        return;
+    }
+    reports_changed_ = true;
+    std::vector<GroupDigest> records;
+    if (!decode_digests(data, len, &records)) {
+        payloads_.erase(peer);
+        return; /* a malformed digest counts as none: its sender's partitions wake */
+    }
+    payloads_[peer].assign(data, len);
     /* a partition missing from the latest digest is not running there */
     for (PeerReport &r : reports)
         r.known = false;
@@ -175,6 +191,13 @@ void Hibernation::decide(RaftGroup &group, Track &track, uint64_t now_ms)
 void Hibernation::tick_all(const std::vector<RaftGroup *> &groups,
                            const std::vector<uint32_t> &peers, uint64_t now_ms)
 {
+    if (nothing_to_decide(groups, now_ms)) {
+        tick_asleep(groups, peers, now_ms);
+        return;
+    }
+    ticked_asleep_ = false;
+    reports_changed_ = false; /* the decisions below read every report */
+    sent_valid_ = false;
     if (tracks_.size() < groups.size())
         tracks_.resize(groups.size());
     bool all_asleep = true;
@@ -195,6 +218,72 @@ void Hibernation::tick_all(const std::vector<RaftGroup *> &groups,
     if (now_ms >= next_digest_ms_) {
         send_digests(groups, peers);
         next_digest_ms_ = now_ms + kDigestEveryMs;
+    }
+    remember_settled(groups, now_ms);
+}
+
+bool Hibernation::fresh_peer(uint32_t peer, uint64_t now_ms) const
+{
+    auto it = heard_ms_.find(peer);
+    return it != heard_ms_.end() && now_ms - it->second < fresh_ms_;
+}
+
+/* After a deciding tick: what it read, if every group sleeps after it. */
+void Hibernation::remember_settled(const std::vector<RaftGroup *> &groups, uint64_t now_ms)
+{
+    settled_ = all_asleep_;
+    settled_fresh_.clear();
+    if (!settled_) {
+        settled_groups_.clear();
+        return;
+    }
+    settled_groups_ = groups;
+    for (const auto &h : heard_ms_)
+        settled_fresh_[h.first] = fresh_peer(h.first, now_ms);
+}
+
+/* Would every decision be the one the last deciding tick took?  Yes when
+ * every group slept after it and none woke, the same groups run, no digest
+ * with other content came, and every peer is as fresh or as silent as then
+ * (a peer heard for the first time brought other content). */
+bool Hibernation::nothing_to_decide(const std::vector<RaftGroup *> &groups, uint64_t now_ms) const
+{
+    if (!settled_ || reports_changed_ || groups != settled_groups_)
+        return false;
+    for (RaftGroup *g : groups)
+        if (g && !g->hibernating())
+            return false;
+    for (const auto &f : settled_fresh_)
+        if (fresh_peer(f.first, now_ms) != f.second)
+            return false;
+    return true;
+}
+
+/* A tick with nothing to decide: no decision, no c-raft tick (every group
+ * sleeps), the digests last built sent again when due.  What decide() would
+ * still have done: a sleeping follower's leader vouched for it again with
+ * its latest (identical, fresh) digest. */
+void Hibernation::tick_asleep(const std::vector<RaftGroup *> &groups, const std::vector<uint32_t> &peers,
+                              uint64_t now_ms)
+{
+    ticked_asleep_ = true;
+    sleeping_ticks_++;
+    for (Track &t : tracks_) {
+        const GroupView &v = t.asleep;
+        if (v.running && !v.leading && v.following && fresh_peer(v.leader, now_ms))
+            t.vouched_ms = heard_ms_.at(v.leader);
+    }
+    if (now_ms < next_digest_ms_)
+        return;
+    next_digest_ms_ = now_ms + kDigestEveryMs;
+    if (!sent_valid_) {
+        send_digests(groups, peers);
+        return;
+    }
+    for (uint32_t peer : peers) {
+        auto it = sent_.find(peer);
+        if (it != sent_.end() && send_(peer, it->second))
+            digests_sent_++;
     }
 }
 
@@ -219,9 +308,12 @@ void Hibernation::send_digests(const std::vector<RaftGroup *> &groups,
             d.flags = (t.leading ? kDigestLeading : 0) | (g->hibernating() ? kDigestHibernating : 0);
             records.push_back(d);
         }
-        if (send_(peer, encode_digests(records)))
+        std::string &payload = sent_[peer];
+        payload = encode_digests(records);
+        if (send_(peer, payload))
             digests_sent_++;
     }
+    sent_valid_ = true;
 }
 
 } // namespace atomix

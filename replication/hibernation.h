@@ -45,6 +45,19 @@
  * each, so an idle worker wakes a few times per second whatever its
  * number of partitions.
  *
+ * Sleeping ticks.  Once every group sleeps, a tick whose inputs are those
+ * of the tick that put the last one to sleep decides nothing new: no group
+ * woke, the same groups run, every peer's latest digest is byte for byte
+ * the one that tick read and each peer is as fresh or as silent as it was.
+ * Every decision is then the one already taken (a sleeping group decides on
+ * the view it went to sleep with, and the only input that moves, the time,
+ * can only make a fresh report stale, which the freshness check catches).
+ * Such a tick skips the decisions and resends the digests it last built,
+ * which cannot have changed either; it only moves each sleeping follower's
+ * vouched_ms to its leader's latest digest, as decide() would.  An idle
+ * worker with 256 partitions no longer walks them twice a second
+ * (ticked_asleep(); the worker skips its own walks too, ticks.cpp).
+ *
  * Pure C++ over RaftGroup: nothing here calls Postgres.
  */
 #ifndef ATOMIX_HIBERNATION_H
@@ -138,6 +151,9 @@ class Hibernation {
     /* Every running group hibernated at the last tick_all (the owner may
      * then tick less often: nothing needs c-raft's timers). */
     bool all_asleep() const { return all_asleep_; }
+    /* The last tick_all was a sleeping tick (above): it decided nothing and
+     * walked no group, because nothing any decision reads had changed. */
+    bool ticked_asleep() const { return ticked_asleep_; }
     /* A sleeping follower: when its leader last vouched for the partition
      * (the loop's clock; 0: unknown).  Its election timer restarts from no
      * earlier than this when it wakes (decide()). */
@@ -149,6 +165,7 @@ class Hibernation {
     /* How often groups went to sleep, and digests sent. */
     uint64_t hibernations() const { return hibernations_; }
     uint64_t digests_sent() const { return digests_sent_; }
+    uint64_t sleeping_ticks() const { return sleeping_ticks_; }
 
   private:
     struct Track {
@@ -163,6 +180,11 @@ class Hibernation {
         uint64_t vouched_ms = 0;  /* follower: the leader last said it hibernates us */
     };
     void decide(RaftGroup &group, Track &track, uint64_t now_ms);
+    bool nothing_to_decide(const std::vector<RaftGroup *> &groups, uint64_t now_ms) const;
+    void tick_asleep(const std::vector<RaftGroup *> &groups, const std::vector<uint32_t> &peers,
+                     uint64_t now_ms);
+    void remember_settled(const std::vector<RaftGroup *> &groups, uint64_t now_ms);
+    bool fresh_peer(uint32_t peer, uint64_t now_ms) const;
     void send_digests(const std::vector<RaftGroup *> &groups, const std::vector<uint32_t> &peers);
     const PeerReport &report(uint32_t peer, uint32_t partition) const;
 
@@ -175,10 +197,23 @@ class Hibernation {
     /* peer → partition → its latest record */
     std::map<uint32_t, std::vector<PeerReport>> reports_;
     std::map<uint32_t, uint64_t> heard_ms_;
+    /* peer → the payload of its latest well-formed digest */
+    std::map<uint32_t, std::string> payloads_;
     uint64_t next_digest_ms_ = 0;
     uint64_t hibernations_ = 0;
     uint64_t digests_sent_ = 0;
+    uint64_t sleeping_ticks_ = 0;
     bool all_asleep_ = false;
+    bool ticked_asleep_ = false;
+    /* What the last deciding tick read, kept while every group slept after
+     * it (sleeping ticks, above). */
+    bool settled_ = false;
+    bool reports_changed_ = true; /* a digest with other content came since */
+    std::vector<RaftGroup *> settled_groups_;
+    std::map<uint32_t, bool> settled_fresh_; /* peer → fresh at that tick */
+    /* peer → the digest payload last sent; valid until a deciding tick */
+    std::map<uint32_t, std::string> sent_;
+    bool sent_valid_ = false;
 };
 
 } // namespace atomix

@@ -7,7 +7,8 @@
  * the way the worker ticks them (raft_group_cluster.h): an idle group goes
  * quiet; a proposal wakes it; a leader cut off from both followers is
  * replaced although nobody proposes anything; a follower that restarts
- * learns its leader from a leader that was asleep.
+ * learns its leader from a leader that was asleep; ticks with nothing new
+ * to decide walk no group, yet miss no change.
  */
 #include <string>
 #include <vector>
@@ -310,6 +311,54 @@ void test_a_leader_that_stops_leading_wakes_its_followers(void **)
     cluster_stop(c);
 }
 
+
+/* Once every group sleeps, ticks whose inputs did not change decide
+ * nothing and walk no group (sleeping ticks), yet a follower's leader keeps
+ * vouching for it, and every change still reaches a decision: a digest
+ * with other content, a peer falling silent, a group waking. */
+void test_sleeping_ticks_still_notice_every_change(void **)
+{
+    Cluster c;
+    int lead = start_with_one_entry(c);
+    assert_true(run_until(c, [&] { return all_asleep(c); }, 5000));
+    uint32_t f = (uint32_t)(lead + 1) % 3;
+    Hibernation &fh = *c.members[f].hibernation;
+    uint64_t sleeping = fh.sleeping_ticks();
+    uint64_t vouched = fh.vouched_ms(0); /* the cluster ticks one group, at index 0 */
+    uint64_t sent = messages_sent(c);
+    run_until(c, [] { return false; }, 1500);
+    /* ticks every 100 ms: nearly all of them slept through */
+    assert_true(fh.sleeping_ticks() >= sleeping + 10);
+    assert_true(c.members[lead].hibernation->sleeping_ticks() >= 10);
+    assert_int_equal(messages_sent(c), sent);
+    assert_true(all_asleep(c));
+    /* the leader's digests (every 500 ms) went on vouching */
+    assert_true(vouched > 0);
+    assert_true(fh.vouched_ms(0) >= vouched + 1000);
+
+    /* a digest with other content: the leader's node says it is awake */
+    GroupDigest d;
+    d.partition = 1;
+    d.term = c.members[lead].group->term();
+    d.commit = d.last = c.members[lead].group->last_index();
+    d.leader = (uint32_t)lead + 1;
+    d.flags = kDigestLeading;
+    std::string awake = encode_digests({d});
+    fh.on_digest((uint32_t)lead + 1, awake.data(), awake.size(), uv_now(&c.loop));
+    assert_true(run_until(c, [&] { return !c.members[f].group->hibernating(); }, 300));
+    assert_false(fh.ticked_asleep());
+    assert_true(run_until(c, [&] { return all_asleep(c); }, 5000));
+
+    /* the leader's node falls silent: its followers wake, elect another */
+    run_until(c, [] { return false; }, 600);
+    assert_true(fh.ticked_asleep());
+    c.members[lead].cut = true;
+    assert_true(run_until(c, [&] { return leader_of(c, lead) >= 0; }, 6000));
+    c.members[lead].cut = false;
+    assert_true(run_until(c, [&] { return all_asleep(c); }, 8000));
+    cluster_stop(c);
+}
+
 } // namespace
 
 int main()
@@ -323,6 +372,7 @@ int main()
         cmocka_unit_test(test_followers_of_a_silent_leader_elect_another),
         cmocka_unit_test(test_a_restarted_follower_learns_a_sleeping_leader),
         cmocka_unit_test(test_a_leader_that_stops_leading_wakes_its_followers),
+        cmocka_unit_test(test_sleeping_ticks_still_notice_every_change),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
