@@ -8,6 +8,8 @@ extern "C" {
 #include "postgres.h"
 }
 
+#include <algorithm>
+
 #include "clock.h"
 #include "guc.h"
 #include "le_bytes.h"
@@ -84,6 +86,7 @@ void Worker::maintain_sessions(int64_t now_us)
         SessionSnapshot live;
         scan_sessions((int32_t)partitions_.size(), live);
         send_keep_alives(live, now_us, due);
+        vouching_ = std::find(had_sessions_.begin(), had_sessions_.end(), 1) != had_sessions_.end();
         if (due) {
             next_keep_alive_us_ = now_us + session_timeout_us() / 5;
             epoch_announced_ = true;

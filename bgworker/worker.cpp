@@ -622,7 +622,13 @@ long Worker::next_timeout_ms(int64_t now_us)
         deadline = std::min(deadline, reads_->next_deadline_us());
     if (deadline != INT64_MAX)
         consider_at(deadline, mono_us);
-    consider_at(next_keep_alive_us_, now_us);
+    /* A node with no session anywhere has nothing to renew: its next
+     * round runs in whatever turn comes after it is due (a tick comes
+     * every kDigestEveryMs at the latest), instead of a wake-up of its
+     * own.  A backend opening a session submits a command, which wakes the
+     * worker, and the keep-alive for it goes out in that turn. */
+    if (vouching_ || !epoch_announced_)
+        consider_at(next_keep_alive_us_, now_us);
     return timeout;
 }
 

@@ -324,6 +324,9 @@ class Worker : private ReadIndexHost {
     std::vector<char> had_sessions_; /* by partition, at the last keep-alive round */
     int64_t next_keep_alive_us_ = 0;
     bool epoch_announced_ = false;
+    /* some partition had a session of this node at the last keep-alive
+     * round: only then is the round's time worth waking for (sessions.cpp) */
+    bool vouching_ = true;
     std::vector<WatchEvent> events_;
     uint64_t request_counter_ = 0;
     std::string fatal_;
