@@ -18,8 +18,10 @@
  *   - any frame from a peer except a digest (on_frame): Raft messages,
  *     forwards and their replies, read-index frames;
  *   - a group waking (group_woke: a message, a proposal, a transfer);
- *   - the tick (tick_groups): tick turns are never quiet, so leader balance
- *     and the progress watchdog still run at least twice a second.
+ *   - the tick (tick_groups): a tick turn is quiet only when every group
+ *     slept through it with nothing new to decide and leader balance has no
+ *     partition left to move (Worker::sleeps_through_tick, ticks.cpp);
+ *     otherwise leader balance and the progress watchdog run on it.
  * A quiet turn still takes requests, maintains sessions, proposes due ticks
  * (an entry's ttl on a sleeping leader: at the earliest deadline settled()
  * saw, since no deadline moves while nothing is applied), runs libuv's callbacks (the
