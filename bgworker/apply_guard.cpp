@@ -32,6 +32,7 @@ extern "C" {
 #include "clock.h"
 #include "guc.h"
 #include "shmem.h"
+#include "thread_pool_work.h"
 #include "worker.h"
 
 namespace atomix {
@@ -161,9 +162,37 @@ void Worker::start_first_group(Partition &p)
     }
 }
 
+/* Once some log has been written: raft_uv must have queued thread-pool
+ * work (a segment to write into is prepared there) through our
+ * uv_queue_work, or truncate_in_doubt() sees nothing and a halt could close
+ * a group under its running truncate (thread_pool_work.h).  The worker's
+ * own start-up work is one. */
+void Worker::check_thread_pool_count()
+{
+    uint64_t writes = 0;
+    for (auto &ptr : partitions_)
+        if (ptr->group)
+            writes += ptr->group->log_writes();
+    if (writes == 0)
+        return;
+    thread_pool_checked_ = true;
+    if (thread_pool_work_queued(&loop_) > 1)
+        return;
+    ereport(WARNING,
+            (errmsg("atomix: raft_uv's thread-pool work is not counted on this node"),
+             errdetail("libraft did not call atomix's uv_queue_work (another library in this "
+                       "server exports libuv's first).  A partition halted while its Raft log "
+                       "is being truncated may then crash the raft worker when it restarts "
+                       "its group."),
+             errhint("Load no other library that links libuv before atomix "
+                     "(shared_preload_libraries order).")));
+}
+
 /* Drives halted partitions through close → release → restart. */
 void Worker::maintain_halted(int64_t mono_us)
 {
+    if (ticked_ && !thread_pool_checked_)
+        check_thread_pool_count();
     if (!halts_pending_ && !ticked_)
         return; /* none halted since a walk found none; tick turns walk anyway */
     bool any_halted = false;
@@ -178,6 +207,12 @@ void Worker::maintain_halted(int64_t mono_us)
             /* let raft_uv finish (or fail) what it has in flight first, for
              * at most 10 s (a disk that hangs for good) */
             if (p.group->io_busy() && mono_us - p.halted_at_us < 10 * 1000000LL)
+                break;
+            /* ...and never close it under a running truncate: raft_uv 0.15
+             * would free the truncate under its thread (no time limit: a
+             * truncate that never ends is a disk that never answers, and
+             * closing would crash the worker) */
+            if (p.group->truncate_in_doubt())
                 break;
             p.group->close();
             p.phase = GroupPhase::Closing;

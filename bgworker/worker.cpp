@@ -32,6 +32,7 @@ extern "C" {
 #include "le_bytes.h"
 #include "pg_bridge.h"
 #include "shmem.h"
+#include "thread_pool_work.h"
 #include "worker.h"
 
 namespace atomix {
@@ -787,12 +788,19 @@ void Worker::flush_transport()
 void Worker::shutdown()
 {
     stop_ticks();
-    for (auto &p : partitions_)
-        p->group->close();
+    /* a group whose truncate may be running closes once it has ended
+     * (RaftGroup::truncate_in_doubt) */
+    auto close_groups = [this] {
+        for (auto &p : partitions_)
+            if (!p->group->truncate_in_doubt())
+                p->group->close();
+    };
+    close_groups();
     if (transport_)
         transport_->close();
     /* closing is asynchronous; the loop ends once every handle is closed */
     for (int i = 0; i < 1000; i++) {
+        close_groups();
         bool all_closed = std::all_of(partitions_.begin(), partitions_.end(),
                                       [](const std::unique_ptr<Partition> &p) { return p->group->closed(); }) &&
                           (!transport_ || transport_->closed());
@@ -807,6 +815,7 @@ void Worker::shutdown()
     for (auto &p : partitions_)
         p->group->release();
     uv_run(&loop_, UV_RUN_NOWAIT);
+    thread_pool_work_forget(&loop_);
     uv_loop_close(&loop_);
 }
 

@@ -217,6 +217,7 @@ class Worker : private ReadIndexHost {
     void halt_partition(Partition &p, uint64_t index, const std::string &what,
                         const std::string &error);
     void maintain_halted(int64_t mono_us);
+    void check_thread_pool_count();
     void answer_queued_of_halted(Partition &p);
     bool start_group(Partition &p);
     void start_first_group(Partition &p);
@@ -314,6 +315,7 @@ class Worker : private ReadIndexHost {
     /* apply_guard.cpp: a partition may be halted (set on every halt,
      * cleared by a walk that finds none) */
     bool halts_pending_ = false;
+    bool thread_pool_checked_ = false; /* check_thread_pool_count() has run */
     bool ticked_ = false; /* this turn's tick ran: it walks every group */
     /* balance_leaders' last walk of every partition found one this node
      * leads while its preferred leader is another node (ticks.cpp) */

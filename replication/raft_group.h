@@ -209,6 +209,14 @@ class RaftGroup {
      * such work finishes, and its callback then runs on a closed c-raft
      * (double frees): close a group only when this is false. */
     bool io_busy() const;
+    /* raft_uv may be running a truncate of this group's log in libuv's
+     * thread pool right now.  raft_uv 0.15 frees a truncate request that
+     * is still running if it is closed then (thread_pool_work.h), so
+     * close a group only when this is false.  A truncate is settled by the
+     * next successful append (raft_uv writes nothing until its truncate is
+     * done) or, when none comes (the append after it failed), by a moment
+     * with no thread-pool work in flight on the loop. */
+    bool truncate_in_doubt() const;
     /* A halted group hears no more peers (no more appends to fail) while
      * it waits to be closed. */
     void quiesce() { quiet_ = true; }
@@ -345,6 +353,7 @@ class RaftGroup {
     std::deque<LogOp> log_ops_;      /* waiting for the write before them */
     bool log_op_in_flight_ = false; /* an append or snapshot put is in raft_uv */
     bool io_failed_ = false;        /* raft_uv failed a log write: refuse more */
+    bool truncate_unsettled_ = false; /* see truncate_in_doubt() */
     uint64_t snapshot_gets_refused_ = 0;
     uint64_t appends_withheld_ = 0;
     uint64_t proposals_ = 0;

@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "raft_group.h"
+#include "thread_pool_work.h"
 
 namespace atomix {
 
@@ -126,6 +127,8 @@ void RaftGroup::pump_log_ops()
             int rv = uv_truncate_(&io_, op.index);
             if (rv != 0)
                 fail_io(rv, std::string("truncating the log: ") + io_.errmsg);
+            else
+                truncate_unsettled_ = true;
             continue;
         }
         if (op.kind == LogOp::SnapshotPut) {
@@ -188,6 +191,10 @@ void RaftGroup::io_append_done(struct raft_io_append *req, int status)
     RaftGroup *group = batch->group;
     group->log_op_in_flight_ = false;
     group->stir(); /* the commit index may move */
+    /* raft_uv started this write only once the truncates before it were
+     * done (their barrier holds every append back) */
+    if (status == 0)
+        group->truncate_unsettled_ = false;
     bool canceled = status == RAFT_CANCELED; /* closing: nothing failed */
     if (status != 0 && !canceled) {
         group->appends_withheld_ += batch->parts.size();
@@ -263,6 +270,11 @@ bool RaftGroup::io_busy() const
     if (io_failed_)
         return false;
     return !log_ops_.empty() || (started_ && raft_.snapshot.put.data != nullptr);
+}
+
+bool RaftGroup::truncate_in_doubt() const
+{
+    return truncate_unsettled_ && thread_pool_work_in_flight(loop_) > 0;
 }
 
 uint64_t RaftGroup::oldest_append_ms() const
