@@ -45,6 +45,7 @@ void Worker::halt_partition(Partition &p, uint64_t index, const std::string &wha
     p.halted = true;
     halts_pending_ = true;
     p.halted_at_us = mono_now_us();
+    p.waited_for_truncate = false;
     if (p.group)
         p.group->quiesce();
     p.apply_failures++;
@@ -212,8 +213,14 @@ void Worker::maintain_halted(int64_t mono_us)
              * would free the truncate under its thread (no time limit: a
              * truncate that never ends is a disk that never answers, and
              * closing would crash the worker) */
-            if (p.group->truncate_in_doubt())
+            if (p.group->truncate_in_doubt()) {
+                if (!p.waited_for_truncate)
+                    ereport(LOG, (errmsg("atomix: partition %d waits for raft_uv to finish "
+                                         "truncating its Raft log before closing its group",
+                                         p.id)));
+                p.waited_for_truncate = true;
                 break;
+            }
             p.group->close();
             p.phase = GroupPhase::Closing;
             break;

@@ -118,6 +118,7 @@ struct Partition {
     uint64_t failed_index = 0; /* 0 once applied past it */
     std::string last_error;
     bool io_failure = false; /* the halt came from a log write: shorter back-off */
+    bool waited_for_truncate = false; /* this halt's close waited for one (logged once) */
 
     /* progress watchdog (progress.cpp) */
     uint64_t progress_index = 0;
