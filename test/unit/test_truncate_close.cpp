@@ -112,12 +112,7 @@ void test_halted_group_waits_for_its_truncate(void **)
     second.open = true;
     assert_true(run_until(c, [&] { return !m.group->truncate_in_doubt(); }, 5000));
     assert_true(second.done);
-    m.group->close();
-    assert_true(run_until(c, [&] { return m.group->closed(); }, 5000));
-    m.group->release();
-    for (int i = 0; i < 50; i++)
-        uv_run(&c.loop, UV_RUN_NOWAIT);
-    m.group.reset();
+    member_stop(c, (uint32_t)old, true);
 
     /* reopened, its log loads and it follows the new leader: the lost
      * entries are gone, the kept ones applied */
