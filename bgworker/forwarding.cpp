@@ -80,6 +80,9 @@ void Worker::start_transport()
     transport_->set_batching(true);
     /* pings and dead links are checked on the Raft tick (ticks.cpp) */
     transport_->set_external_liveness(true);
+    /* digests come on links of their own, read at the tick (ticks.cpp):
+     * an idle node wakes for its ticks only, not for each peer's digest */
+    transport_->set_digest_links(true);
     transport_->start();
 }
 

@@ -7,7 +7,9 @@
  * same timer runs hibernation (replication/hibernation.h): partitions with
  * nothing to do stop their heartbeats, and each node tells its peers, in one
  * digest frame every kDigestEveryMs, where its partitions stand.  The
- * transport's pings and dead-link checks run on it too.
+ * peers' digests are read here too, from links the worker does not poll
+ * (NodeTransport::read_digest_links), and the transport's pings and
+ * dead-link checks run on it.
  */
 #include "worker.h"
 
@@ -73,6 +75,9 @@ void Worker::tick_groups()
         if (!p.halted && p.group)
             groups[i] = p.group.get();
     }
+    /* the peers' digests since the last tick, before anything is decided */
+    if (transport_)
+        transport_->read_digest_links();
     hibernation_->tick_all(groups, tick_peers_, uv_now(&loop_));
     woke_since_tick_ = false; /* all_asleep() is as of now */
     if (transport_)
@@ -108,7 +113,8 @@ bool Worker::sleeps_through_tick()
 void Worker::on_digest(uint32_t peer, const char *data, size_t len)
 {
     if (hibernation_)
-        hibernation_->on_digest(peer, data, len, uv_now(&loop_));
+        hibernation_->on_digest(peer, data, len,
+                                transport_ ? transport_->frame_heard_ms() : uv_now(&loop_));
 }
 
 void Worker::stop_ticks()

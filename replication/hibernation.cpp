@@ -92,8 +92,16 @@ Hibernation::Hibernation(uint32_t self, unsigned election_timeout_ms,
 {
 }
 
-void Hibernation::on_digest(uint32_t peer, const char *data, size_t len, uint64_t now_ms)
+void Hibernation::on_digest(uint32_t peer, const char *data, size_t len, uint64_t heard_ms)
 {
+    /* A peer's digests may be read later than they came (digest links are
+     * read at ticks, node_transport.h) and, across its two links, not in
+     * the order they came.  The time a peer was heard never moves back: a
+     * sleeping follower's read-lease promise counts from its leader's
+     * vouching (RaftGroup::vote_promise_ms), and a vouch moved back would
+     * let it stand for election before the end of a promise it gave. */
+    auto before = heard_ms_.find(peer);
+    uint64_t now_ms = before == heard_ms_.end() ? heard_ms : std::max(heard_ms, before->second);
     std::vector<PeerReport> &reports = reports_[peer];
     auto last = payloads_.find(peer);
     if (last != payloads_.end() && last->second.size() == len &&

@@ -139,8 +139,10 @@ class Hibernation {
     Hibernation(uint32_t self, unsigned election_timeout_ms,
                 std::function<bool(uint32_t peer, const std::string &payload)> send);
 
-    /* A digest frame from `peer`. */
-    void on_digest(uint32_t peer, const char *data, size_t len, uint64_t now_ms);
+    /* A digest frame from `peer`, whose bytes came at heard_ms (the loop's
+     * clock; no later than the next tick_all's now).  A time earlier than
+     * the peer's last counts as that one. */
+    void on_digest(uint32_t peer, const char *data, size_t len, uint64_t heard_ms);
 
     /* One tick for every group (index = partition; nullptr: not running):
      * decides who hibernates and who wakes, then runs c-raft's tick of every

@@ -7,8 +7,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -45,6 +48,7 @@ struct NodeTransport::Connection {
     uv_tcp_t tcp;
     uv_connect_t connect_req;
     bool outbound;
+    uint8_t role = kRoleMain; /* a digest link (kRoleDigest) carries only DIGEST and PING */
     uint32_t peer_id; /* expected (outbound) or claimed in HELLO (inbound) */
     std::string peer_address;
     State state = Connecting;
@@ -56,6 +60,8 @@ struct NodeTransport::Connection {
     uint64_t created_ms = 0;
     uint64_t last_recv_ms = 0;
     uint64_t last_send_ms = 0;
+    /* an inbound digest link: when read_digest_links() last read it */
+    uint64_t last_read_ms = 0;
     /* test-only holds (TransportFaults) */
     std::vector<std::string> held_out;
     uint64_t held_out_since_ms = 0;
@@ -68,8 +74,11 @@ struct NodeTransport::Peer {
     NodeTransport *transport;
     NodeAddress address;
     Connection *out = nullptr; /* our dialed connection, in any state */
+    Connection *digest_out = nullptr; /* our dialed digest link, in any state */
     uv_timer_t redial;
     bool redial_initialized = false;
+    uv_timer_t digest_redial;
+    bool digest_redial_initialized = false;
     bool reported_down = false;
     bool reported_bad_secret = false;
 };
@@ -221,11 +230,30 @@ bool NodeTransport::send(uint32_t peer, FrameType type, const char *head, size_t
     auto it = peers_.find(peer);
     if (it == peers_.end() || closing_)
         return false;
-    Connection *c = it->second->out;
+    Connection *c = link_for(*it->second, type);
     if (!c || c->state != Connection::Ready || c->closing)
         return false;
     write_on(c, type, head, head_len, body, body_len);
     return !c->closing;
+}
+
+/* A digest goes on the digest link while it is up, anything else (and a
+ * digest while it is not) on the main link. */
+NodeTransport::Connection *NodeTransport::link_for(const Peer &peer, FrameType type) const
+{
+    Connection *d = peer.digest_out;
+    if (type == FrameType::Digest && d && d->state == Connection::Ready && !d->closing)
+        return d;
+    return peer.out;
+}
+
+bool NodeTransport::digest_link_up(uint32_t peer) const
+{
+    auto it = peers_.find(peer);
+    if (it == peers_.end())
+        return false;
+    Connection *d = it->second->digest_out;
+    return d && d->state == Connection::Ready && !d->closing;
 }
 
 uint64_t NodeTransport::link_generation(uint32_t peer) const
@@ -271,9 +299,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     t->received(c, buf->base, static_cast<size_t>(nread));
 }
 
-void NodeTransport::received(Connection *c, const char *data, size_t n_bytes)
+void NodeTransport::received(Connection *c, const char *data, size_t n_bytes, uint64_t heard_ms)
 {
     NodeTransport *t = this;
+    frame_heard_ms_ = heard_ms ? heard_ms : uv_now(loop_);
     c->rbuf.append(data, n_bytes);
     size_t pos = 0;
     while (!c->closing && c->rbuf.size() - pos >= 5) {
@@ -323,8 +352,14 @@ void NodeTransport::handle_frame(Connection *c, FrameType type, const char *p, s
         connection_lost(c, "unexpected handshake frame");
         return;
     }
-    last_contact_[c->peer_id] = now_us();
-    c->last_recv_ms = uv_now(loop_);
+    if (c->role == kRoleDigest && type != FrameType::Digest && type != FrameType::Ping) {
+        connection_lost(c, "a frame other than DIGEST or PING on a digest link");
+        return;
+    }
+    uint64_t now = uv_now(loop_);
+    last_contact_[c->peer_id] =
+        now_us() - 1000 * static_cast<int64_t>(now - std::min(now, frame_heard_ms_));
+    c->last_recv_ms = frame_heard_ms_;
     if (type == FrameType::Ping)
         return;
     hooks_.on_frame(c->peer_id, type, p, n);
@@ -334,10 +369,24 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
 {
     uint32_t self = config_.self().id;
     if (!c->outbound && type == FrameType::Hello && c->c_nonce.empty()) {
-        if (n != 8 + 1 + 4 + kNonceBytes || memcmp(p, kMagic, 8) != 0 || p[8] != kVersion) {
+        constexpr size_t kHelloBytes = 8 + 1 + 4 + kNonceBytes;
+        bool has_role = n == kHelloBytes + 1;
+        if ((n != kHelloBytes && !has_role) || memcmp(p, kMagic, 8) != 0 || p[8] != kVersion) {
             connection_lost(c, "not an atomix node (bad HELLO)");
             return;
         }
+        uint8_t role = has_role ? static_cast<uint8_t>(p[kHelloBytes]) : kRoleMain;
+        if (role != kRoleMain && role != kRoleDigest) {
+            connection_lost(c, "not an atomix node (bad HELLO)");
+            return;
+        }
+        if (role == kRoleDigest && !digest_links_) {
+            /* as a node that predates digest links: the dialer sends its
+             * digests on the main link */
+            connection_lost(c, "");
+            return;
+        }
+        c->role = role;
         c->peer_id = get_le32(p + 9);
         if (c->peer_id == self || !config_.node(c->peer_id)) {
             hooks_.log(1, "atomix transport: refused a connection from " + c->peer_address +
@@ -404,6 +453,19 @@ void NodeTransport::connection_ready(Connection *c)
     c->last_recv_ms = uv_now(loop_);
     last_contact_[c->peer_id] = now_us();
     refused_logged_[c->peer_id] = false;
+    if (c->role == kRoleDigest) {
+        if (!c->outbound) {
+            /* read at the owner's ticks (read_digest_links), never polled:
+             * a digest no longer wakes this node */
+            uv_read_stop(reinterpret_cast<uv_stream_t *>(&c->tcp));
+            c->last_read_ms = uv_now(loop_);
+            uv_os_fd_t fd;
+            int on = 1;
+            if (uv_fileno(reinterpret_cast<uv_handle_t *>(&c->tcp), &fd) == 0)
+                (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
+        }
+        return;
+    }
     if (c->outbound) {
         Peer &peer = *peers_[c->peer_id];
         if (peer.reported_down)
@@ -426,7 +488,14 @@ void NodeTransport::connection_lost(Connection *c, const std::string &why)
      * are (Raft resends; forwards are resent on the next link) */
     c->batch.clear();
     unflushed_.erase(std::remove(unflushed_.begin(), unflushed_.end(), c), unflushed_.end());
-    if (c->outbound) {
+    if (c->outbound && c->role == kRoleDigest) {
+        /* not reported: the main link's state is what operators follow */
+        Peer &peer = *peers_[c->peer_id];
+        if (peer.digest_out == c)
+            peer.digest_out = nullptr;
+        if (!closing_)
+            schedule_redial(peer, kRoleDigest);
+    } else if (c->outbound) {
         Peer &peer = *peers_[c->peer_id];
         if (peer.out == c)
             peer.out = nullptr;
@@ -436,7 +505,7 @@ void NodeTransport::connection_lost(Connection *c, const std::string &why)
             peer.reported_down = true;
         }
         if (!closing_)
-            schedule_redial(peer);
+            schedule_redial(peer, kRoleMain);
     } else {
         for (size_t i = 0; i < inbound_.size(); i++)
             if (inbound_[i] == c) {
@@ -483,25 +552,29 @@ static void on_connect(uv_connect_t *req, int status)
     put_le32(hello, t->config().self().id);
     c->c_nonce = t->random_bytes(kNonceBytes);
     hello += c->c_nonce;
+    if (c->role == kRoleDigest)
+        hello.push_back(static_cast<char>(kRoleDigest)); /* a main link's HELLO is as before */
     c->state = NodeTransport::Connection::Handshake;
     t->write_on(c, FrameType::Hello, hello.data(), hello.size(), nullptr, 0);
 }
 
-void NodeTransport::dial(Peer &peer)
+void NodeTransport::dial(Peer &peer, uint8_t role)
 {
-    if (closing_ || peer.out)
+    Connection *&slot = role == kRoleDigest ? peer.digest_out : peer.out;
+    if (closing_ || slot)
         return;
     auto *c = new Connection();
     c->transport = this;
     c->created_ms = uv_now(loop_);
     c->outbound = true;
+    c->role = role;
     c->peer_id = peer.address.id;
     c->peer_address = peer.address.address();
     uv_tcp_init(loop_, &c->tcp);
     c->tcp.data = c;
     c->connect_req.data = c;
     open_handles_++;
-    peer.out = c;
+    slot = c;
     struct sockaddr_in addr;
     uv_ip4_addr(peer.address.host.c_str(), peer.address.port, &addr);
     int rv = uv_tcp_connect(&c->connect_req, &c->tcp, reinterpret_cast<struct sockaddr *>(&addr),
@@ -510,11 +583,19 @@ void NodeTransport::dial(Peer &peer)
         connection_lost(c, uv_strerror(rv));
 }
 
-void NodeTransport::schedule_redial(Peer &peer)
+void NodeTransport::schedule_redial(Peer &peer, uint8_t role)
 {
+    if (role == kRoleDigest) {
+        if (peer.digest_redial_initialized)
+            uv_timer_start(&peer.digest_redial, [](uv_timer_t *timer) {
+                auto *p = static_cast<Peer *>(timer->data);
+                p->transport->dial(*p, kRoleDigest);
+            }, kDigestRedialMs, 0);
+        return;
+    }
     uv_timer_start(&peer.redial, [](uv_timer_t *timer) {
         auto *p = static_cast<Peer *>(timer->data);
-        p->transport->dial(*p);
+        p->transport->dial(*p, kRoleMain);
     }, kRedialMs, 0);
 }
 
@@ -572,7 +653,9 @@ void NodeTransport::start()
     open_handles_++;
     if (!external_liveness_)
         uv_timer_start(&liveness_, [](uv_timer_t *timer) {
-            static_cast<NodeTransport *>(timer->data)->check_liveness();
+            auto *t = static_cast<NodeTransport *>(timer->data);
+            t->read_digest_links();
+            t->check_liveness();
         }, kPingAfterMs, kPingAfterMs);
     for (auto &kv : peers_) {
         Peer &peer = *kv.second;
@@ -580,7 +663,14 @@ void NodeTransport::start()
         peer.redial.data = &peer;
         peer.redial_initialized = true;
         open_handles_++;
-        dial(peer);
+        dial(peer, kRoleMain);
+        if (digest_links_) {
+            uv_timer_init(loop_, &peer.digest_redial);
+            peer.digest_redial.data = &peer;
+            peer.digest_redial_initialized = true;
+            open_handles_++;
+            dial(peer, kRoleDigest);
+        }
     }
 }
 
@@ -593,8 +683,14 @@ void NodeTransport::close()
         Peer &peer = *kv.second;
         if (peer.out)
             connection_lost(peer.out, "");
+        if (peer.digest_out)
+            connection_lost(peer.digest_out, "");
         if (peer.redial_initialized)
             uv_close(reinterpret_cast<uv_handle_t *>(&peer.redial), [](uv_handle_t *h) {
+                static_cast<Peer *>(h->data)->transport->open_handles_--;
+            });
+        if (peer.digest_redial_initialized)
+            uv_close(reinterpret_cast<uv_handle_t *>(&peer.digest_redial), [](uv_handle_t *h) {
                 static_cast<Peer *>(h->data)->transport->open_handles_--;
             });
     }
@@ -620,23 +716,33 @@ void NodeTransport::check_liveness()
     uint64_t now = uv_now(loop_);
     std::vector<std::pair<Connection *, std::string>> dead;
     for (auto &kv : peers_) {
-        Connection *c = kv.second->out;
-        if (!c || c->closing)
-            continue;
-        if (c->state != Connection::Ready) {
-            if (now - c->created_ms > kSilentAfterMs)
-                dead.push_back({c, "no handshake within " + std::to_string(kSilentAfterMs) + " ms"});
-        } else if (!c->held_out.empty() && now - c->held_out_since_ms > kTcpUserTimeoutMs) {
-            /* what TCP_USER_TIMEOUT does to a real link that drops */
-            dead.push_back({c, "nothing acknowledged for " + std::to_string(kTcpUserTimeoutMs) + " ms"});
-        } else if (now - c->last_send_ms >= kPingAfterMs) {
-            write_on(c, FrameType::Ping, nullptr, 0, nullptr, 0);
+        /* the digest link first: a digest it carries spares the main link
+         * its ping */
+        for (Connection *c : {kv.second->digest_out, kv.second->out}) {
+            if (!c || c->closing)
+                continue;
+            if (c->state != Connection::Ready) {
+                if (now - c->created_ms > kSilentAfterMs)
+                    dead.push_back({c, "no handshake within " + std::to_string(kSilentAfterMs) + " ms"});
+            } else if (!c->held_out.empty() && now - c->held_out_since_ms > kTcpUserTimeoutMs) {
+                /* what TCP_USER_TIMEOUT does to a real link that drops */
+                dead.push_back({c, "nothing acknowledged for " + std::to_string(kTcpUserTimeoutMs) + " ms"});
+            } else if (now - c->last_send_ms >= kPingAfterMs) {
+                Connection *d = kv.second->digest_out;
+                bool digests_speak = c->role == kRoleMain && d && d->state == Connection::Ready &&
+                                     !d->closing && now - d->last_send_ms < kPingAfterMs;
+                if (!digests_speak)
+                    write_on(c, FrameType::Ping, nullptr, 0, nullptr, 0);
+            }
         }
     }
     for (Connection *c : inbound_) {
         if (c->closing)
             continue;
         uint64_t since = c->state == Connection::Ready ? c->last_recv_ms : c->created_ms;
+        /* a main link is as alive as its peer's digest link */
+        if (c->state == Connection::Ready && c->role == kRoleMain)
+            since = std::max(since, heard_on_digest_link_ms(c->peer_id));
         if (now - since > kSilentAfterMs)
             dead.push_back({c, "nothing heard for " + std::to_string(kSilentAfterMs) + " ms"});
     }
@@ -644,6 +750,102 @@ void NodeTransport::check_liveness()
         dead_links_++;
         connection_lost(d.first, d.second);
     }
+}
+
+uint64_t NodeTransport::heard_on_digest_link_ms(uint32_t peer) const
+{
+    uint64_t heard = 0;
+    for (const Connection *c : inbound_)
+        if (c->role == kRoleDigest && c->peer_id == peer && c->state == Connection::Ready &&
+            !c->closing)
+            heard = std::max(heard, c->last_recv_ms);
+    return heard;
+}
+
+/* ---- digest links: read at the owner's ticks ---- */
+
+void NodeTransport::read_digest_links()
+{
+    if (!digest_links_ || closing_)
+        return;
+    std::vector<Connection *> links;
+    for (Connection *c : inbound_)
+        if (c->role == kRoleDigest && c->state == Connection::Ready && !c->closing)
+            links.push_back(c);
+    /* a hook may close connections: each is checked again before reading */
+    for (Connection *c : links)
+        if (std::find(inbound_.begin(), inbound_.end(), c) != inbound_.end() && !c->closing)
+            read_digest_link(c);
+}
+
+/* When did the bytes of this read reach the kernel?  SO_TIMESTAMPNS gives
+ * the receive time of the last segment read, on CLOCK_REALTIME; its age,
+ * taken on the same clock right now, is moved to the loop's clock.  The
+ * result is kept within (the link's previous read, now]: the bytes came
+ * after that read drained the socket, and a wall clock stepped in between
+ * must not place them in the future.  Without a timestamp they count as
+ * having come right after the previous read — the earliest they can have,
+ * so a silent peer is never noticed late. */
+static uint64_t arrival_ms(const struct msghdr &msg, uint64_t previous_read_ms, uint64_t now_ms)
+{
+    uint64_t heard = previous_read_ms;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(const_cast<struct msghdr *>(&msg), cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS)
+            continue;
+        struct timespec ts, real;
+        memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+        clock_gettime(CLOCK_REALTIME, &real);
+        int64_t age_ns = (static_cast<int64_t>(real.tv_sec) - ts.tv_sec) * 1000000000LL +
+                         (real.tv_nsec - ts.tv_nsec);
+        int64_t age_ms = std::max<int64_t>(age_ns / 1000000, 0);
+        heard = now_ms > static_cast<uint64_t>(age_ms) ? now_ms - static_cast<uint64_t>(age_ms) : 0;
+    }
+    return std::min(std::max(heard, previous_read_ms), now_ms);
+}
+
+void NodeTransport::read_digest_link(Connection *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno(reinterpret_cast<uv_handle_t *>(&c->tcp), &fd) != 0)
+        return;
+    /* one loop thread: a single buffer serves every read */
+    static char buffer[64 * 1024];
+    uint64_t now = uv_now(loop_);
+    /* bounded: a peer that floods its digest link is read on later ticks */
+    for (int reads = 0; reads < 16 && !c->closing; reads++) {
+        struct iovec iov;
+        iov.iov_base = buffer;
+        iov.iov_len = sizeof(buffer);
+        alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(struct timespec)) + 64];
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
+        digest_reads_++;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0) {
+            connection_lost(c, strerror(errno));
+            return;
+        }
+        if (n == 0) {
+            connection_lost(c, "closed by peer");
+            return;
+        }
+        uint64_t heard = arrival_ms(msg, c->last_read_ms, now);
+        if (holds_in(c->peer_id))
+            c->held_in.append(buffer, static_cast<size_t>(n));
+        else
+            received(c, buffer, static_cast<size_t>(n), heard);
+        if (static_cast<size_t>(n) < sizeof(buffer))
+            break; /* drained */
+    }
+    c->last_read_ms = now;
 }
 
 /* ---- test-only faults ---- */
@@ -661,9 +863,12 @@ void NodeTransport::set_faults(const TransportFaults &faults)
     TransportFaults before = faults_;
     faults_ = faults;
     std::vector<Connection *> all = inbound_;
-    for (auto &kv : peers_)
+    for (auto &kv : peers_) {
         if (kv.second->out)
             all.push_back(kv.second->out);
+        if (kv.second->digest_out)
+            all.push_back(kv.second->digest_out);
+    }
     for (Connection *c : all) {
         if (c->closing || c->peer_id == 0)
             continue;

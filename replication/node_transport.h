@@ -13,11 +13,27 @@
  *
  * Wire: every message is a frame  u32 length | u8 type | payload  (length
  * counts type and payload, little-endian).  Handshake frames come first:
- *   client → HELLO      magic "ATMXNODE", u8 version, u32 node id, 16-byte nonce C
+ *   client → HELLO      magic "ATMXNODE", u8 version, u32 node id, 16-byte nonce C,
+ *                       [u8 role: kRoleMain when absent, kRoleDigest]
  *   server → CHALLENGE  u32 node id, 16-byte nonce S, HMAC(secret, "S"|C|S|server id)
  *   client → PROOF      HMAC(secret, "C"|S|C|client id)
  * then RAFT (u32 group | encoded raft message), FORWARD and FORWARD_REPLY
  * (opaque to the transport; the worker defines them), and PING (empty).
+ *
+ * Digest links.  An idle node's only traffic is the digests of hibernation
+ * (FrameType::Digest, every kDigestEveryMs), and each one woke its receiver
+ * between its own ticks, which only read them then.  With digest links on
+ * (set_digest_links, the raft worker), each node dials every peer a second
+ * time, with HELLO's role byte set to kRoleDigest, and sends its digests
+ * there.  The receiver does not poll that connection: read_digest_links(),
+ * called at its tick, reads whatever came (recvmsg, no wait) and delivers
+ * it, each frame with the time its bytes reached the kernel
+ * (frame_heard_ms(), from SO_TIMESTAMPNS), so a silent peer is noticed no
+ * later than before.  A digest link carries only DIGEST and PING.  Digests
+ * go on the main link whenever the digest link is not up (a peer that does
+ * not speak it refuses the HELLO; the dialer then retries slowly), and the
+ * main link needs no PING while the digest link carries traffic: the peer
+ * is heard on either (see below).
  *
  * Liveness: a link that silently drops (a firewall, a frozen peer) must not
  * count as connected, or requests wait on it forever.  Every connection has
@@ -25,7 +41,12 @@
  * probes; on top, the dialing side sends PING when it has sent nothing for a
  * while, and the accepting side closes a connection it has heard nothing on
  * for kSilentAfterMs, as does a dialer whose handshake does not finish in
- * that time.  A closed connection is redialed; each newly authenticated
+ * that time.  With a digest link up, a main link is pinged only when
+ * nothing went to that peer on either for kPingAfterMs, and an inbound main
+ * link counts as heard while the same peer's digest link is heard: a frozen
+ * peer falls silent on both.  A main link that died alone (its flow lost,
+ * the other not) is still found: TCP_USER_TIMEOUT bounds its keep-alive
+ * probes, and any frame on it leaves data unacknowledged.  A closed connection is redialed; each newly authenticated
  * connection to a peer bumps its link generation, which the worker uses to
  * resend only on a new connection, never on the one it is waiting on.
  *
@@ -75,6 +96,13 @@ enum class FrameType : uint8_t {
 constexpr uint64_t kPingAfterMs = 500;
 constexpr uint64_t kSilentAfterMs = 2000;
 constexpr unsigned kTcpUserTimeoutMs = 3000;
+/* A digest link that failed is redialed this much later (a peer refusing
+ * digest links costs a handshake every few seconds, not four a second). */
+constexpr uint64_t kDigestRedialMs = 2000;
+
+/* HELLO's optional last byte: what the dialed connection is for. */
+constexpr uint8_t kRoleMain = 0;
+constexpr uint8_t kRoleDigest = 1;
 
 /* Test-only network faults: peers whose frames are held. */
 struct TransportFaults {
@@ -154,6 +182,22 @@ class NodeTransport {
     /* µs since the Unix epoch of the last frame received from peer, or 0. */
     int64_t last_contact_us(uint32_t peer) const;
 
+    /* Digest links (file comment).  Off by default: no digest link is
+     * dialed and one a peer dials is refused, as by a node that predates
+     * them.  Before start(). */
+    void set_digest_links(bool on) { digest_links_ = on; }
+    /* Reads and delivers what came on every inbound digest link. */
+    void read_digest_links();
+    /* Our digest link to peer is authenticated and open. */
+    bool digest_link_up(uint32_t peer) const;
+    /* During on_frame: when the frame's bytes reached this host, on the
+     * loop's clock (uv_now, ms).  Now for a frame read as it came; for one
+     * read later from a digest link, the kernel's receive time, kept within
+     * (the link's previous read, now]. */
+    uint64_t frame_heard_ms() const { return frame_heard_ms_; }
+    /* recvmsg calls made by read_digest_links() */
+    uint64_t digest_reads() const { return digest_reads_; }
+
     /* Closes every handle; closed() is true once libuv released them. */
     void close();
     bool closed() const { return open_handles_ == 0 && closing_; }
@@ -161,11 +205,12 @@ class NodeTransport {
     /* Internals, public only for the libuv callbacks in node_transport.cpp. */
     struct Connection; /* one TCP stream, either direction */
     struct Peer;       /* a node we dial */
-    void dial(Peer &peer);
+    void dial(Peer &peer, uint8_t role);
     void on_accept();
     void connection_lost(Connection *c, const std::string &why);
     void handle_frame(Connection *c, FrameType type, const char *p, size_t n);
-    void received(Connection *c, const char *data, size_t len);
+    /* heard_ms: when the bytes reached this host (loop clock); 0: now */
+    void received(Connection *c, const char *data, size_t len, uint64_t heard_ms = 0);
     void write_on(Connection *c, FrameType type, const char *head, size_t head_len,
                   const char *body, size_t body_len);
     void check_liveness();
@@ -176,7 +221,10 @@ class NodeTransport {
     int open_handles_ = 0;
 
   private:
-    void schedule_redial(Peer &peer);
+    void schedule_redial(Peer &peer, uint8_t role);
+    void read_digest_link(Connection *c);
+    uint64_t heard_on_digest_link_ms(uint32_t peer) const;
+    Connection *link_for(const Peer &peer, FrameType type) const;
     void connection_ready(Connection *c);
     void handle_handshake(Connection *c, FrameType type, const char *p, size_t n);
     std::string server_proof(const std::string &c_nonce, const std::string &s_nonce,
@@ -209,6 +257,9 @@ class NodeTransport {
     std::vector<Connection *> unflushed_; /* connections with a non-empty batch */
     uint64_t writes_ = 0;
     uint64_t frames_sent_ = 0;
+    bool digest_links_ = false;
+    uint64_t frame_heard_ms_ = 0;
+    uint64_t digest_reads_ = 0;
 };
 
 } // namespace atomix

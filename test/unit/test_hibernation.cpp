@@ -312,6 +312,38 @@ void test_a_leader_that_stops_leading_wakes_its_followers(void **)
 }
 
 
+/* Digests may be read later than they came and, across a peer's two links,
+ * out of order (node_transport.h): a digest heard earlier than the peer's
+ * last must never move a sleeping follower's vouching back, since its
+ * read-lease promise counts from it (RaftGroup::vote_promise_ms). */
+void test_an_earlier_digest_never_moves_vouching_back(void **)
+{
+    Cluster c;
+    int lead = start_with_one_entry(c);
+    assert_true(run_until(c, [&] { return all_asleep(c); }, 5000));
+    uint32_t f = (uint32_t)(lead + 1) % 3;
+    Hibernation &fh = *c.members[f].hibernation;
+    /* no more digests from the leader's node: only the one below */
+    c.members[lead].cut = true;
+    uint64_t vouched = fh.vouched_ms(0);
+    assert_true(vouched > 300);
+    /* what the sleeping leader says of the partition, heard 300 ms before
+     * its last digest */
+    GroupDigest d;
+    d.partition = c.members[f].group->partition();
+    d.term = c.members[lead].group->term();
+    d.commit = d.last = c.members[lead].group->last_index();
+    d.leader = (uint32_t)lead + 1;
+    d.flags = kDigestLeading | kDigestHibernating;
+    std::string asleep = encode_digests({d});
+    fh.on_digest((uint32_t)lead + 1, asleep.data(), asleep.size(), vouched - 300);
+    run_until(c, [] { return false; }, 250); /* two ticks */
+    assert_true(c.members[f].group->hibernating());
+    assert_true(fh.vouched_ms(0) >= vouched);
+    c.members[lead].cut = false;
+    cluster_stop(c);
+}
+
 /* Once every group sleeps, ticks whose inputs did not change decide
  * nothing and walk no group (sleeping ticks), yet a follower's leader keeps
  * vouching for it, and every change still reaches a decision: a digest
@@ -373,6 +405,7 @@ int main()
         cmocka_unit_test(test_a_restarted_follower_learns_a_sleeping_leader),
         cmocka_unit_test(test_a_leader_that_stops_leading_wakes_its_followers),
         cmocka_unit_test(test_sleeping_ticks_still_notice_every_change),
+        cmocka_unit_test(test_an_earlier_digest_never_moves_vouching_back),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -272,6 +272,13 @@ struct Node {
     std::function<void(uint32_t, FrameType, const char *, size_t)> on_frame;
     /* before_write: how often it ran, and the transport's write count then */
     uint64_t before_writes = 0, writes_announced = 0;
+    /* NodeTransport::set_digest_links and set_external_liveness, applied
+     * at start (with external liveness the test reads digest links and
+     * checks liveness itself) */
+    bool digest_links = false;
+    bool external_liveness = false;
+    /* frame_heard_ms() of every frame received, in order */
+    std::vector<uint64_t> heard_ms;
 
     std::string address() const { return "127.0.0.1:" + std::to_string(port); }
 
@@ -329,6 +336,7 @@ struct Cluster {
         hooks.hmac = hmac_sha256;
         hooks.random_bytes = random_bytes;
         hooks.on_frame = [n](uint32_t peer, FrameType type, const char *p, size_t len) {
+            n->heard_ms.push_back(n->t->frame_heard_ms());
             if (n->on_frame)
                 n->on_frame(peer, type, p, len);
             else
@@ -343,6 +351,8 @@ struct Cluster {
             n->writes_announced = n->t ? n->t->writes() : 0;
         };
         n->t = std::make_unique<NodeTransport>(&loop.loop, config, n->secret, hooks);
+        n->t->set_digest_links(n->digest_links);
+        n->t->set_external_liveness(n->external_liveness);
         n->t->start();
     }
 
@@ -490,10 +500,14 @@ struct RawClient {
  * server_id) claiming `client_id`, proving with `secret`.  Returns false if
  * the server's CHALLENGE does not check out under `check_secret`. */
 bool raw_handshake(Cluster &cl, RawClient &c, uint32_t server_id, uint32_t client_id,
-                   const std::string &check_secret, const std::string &proof_secret)
+                   const std::string &check_secret, const std::string &proof_secret,
+                   int role = -1 /* HELLO's role byte; -1: none, as a main link */)
 {
     std::string cn = random_bytes(kNonceBytes);
-    c.write(frame(1, hello_payload(client_id, cn)));
+    std::string hello = hello_payload(client_id, cn);
+    if (role >= 0)
+        hello.push_back(static_cast<char>(role));
+    c.write(frame(1, hello));
     uint8_t type = 0;
     std::string payload;
     assert_true(cl.loop.run_until([&] { return c.eof || c.next_frame(type, payload); }, 5));
@@ -1401,6 +1415,197 @@ static void inbound_hold_released_by_reset(void **)
     cl.finish();
 }
 
+
+/* ---- digest links ---- */
+
+static size_t frames_of(const Node &n, uint32_t peer, FrameType type)
+{
+    size_t count = 0;
+    for (const Frame &f : n.frames)
+        count += f.peer == peer && f.type == type;
+    return count;
+}
+
+static bool digest_links_up(Cluster &cl, const std::vector<uint32_t> &ids)
+{
+    for (uint32_t a : ids)
+        for (uint32_t b : ids)
+            if (a != b && !cl.node(a).t->digest_link_up(b))
+                return false;
+    return true;
+}
+
+/* A digest goes on the digest link, which its receiver does not poll: it
+ * arrives only when read_digest_links() reads it, carrying the time its
+ * bytes came, not the time it was read.  Other frames arrive at once. */
+static void digests_wait_on_their_link_until_read(void **)
+{
+    Cluster cl(2);
+    cl.node(1).digest_links = cl.node(2).digest_links = true;
+    cl.node(2).external_liveness = true; /* nothing reads node 2's digest link but the test */
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    assert_true(cl.loop.run_until([&] { return digest_links_up(cl, {1, 2}); }, 5));
+    /* up on the dialer's side; let the acceptor read the PROOF too (bytes
+     * that come with it are read with it, as they came) */
+    cl.loop.run_for(0.05, [] {});
+    uv_update_time(&cl.loop.loop);
+    uint64_t sent_ms = uv_now(&cl.loop.loop);
+    assert_true(cl.node(1).t->send(2, FrameType::Digest, "digest one"));
+    assert_true(cl.node(1).t->send(2, FrameType::Raft, "raft one"));
+    cl.loop.run_for(0.2, [&] { assert_int_equal(frames_of(cl.node(2), 1, FrameType::Digest), 0); });
+    assert_int_equal(frames_of(cl.node(2), 1, FrameType::Raft), 1);
+    uint64_t reads = cl.node(2).t->digest_reads();
+    uv_update_time(&cl.loop.loop);
+    uint64_t read_ms = uv_now(&cl.loop.loop);
+    cl.node(2).t->read_digest_links();
+    assert_true(cl.node(2).t->digest_reads() > reads);
+    assert_int_equal(frames_of(cl.node(2), 1, FrameType::Digest), 1);
+    const Frame &last = cl.node(2).frames.back();
+    assert_true(last.type == FrameType::Digest && last.payload == "digest one");
+    uint64_t heard = cl.node(2).heard_ms.back();
+    /* heard when it came (within a few ms of sending), not 200 ms later */
+    assert_true(heard + 2 >= sent_ms);
+    assert_true(heard <= sent_ms + 50);
+    assert_true(heard + 150 <= read_ms);
+    /* a frame read as it came is heard at the loop's now */
+    assert_true(cl.node(2).heard_ms[cl.node(2).heard_ms.size() - 2] >= sent_ms);
+    cl.finish();
+}
+
+/* While digests flow on the digest link, the idle main link gets no PING
+ * (one wake-up of the peer fewer per period) and its accepting side does
+ * not take it for dead after kSilentAfterMs of silence on it: the peer is
+ * heard on its digest link. */
+static void idle_main_link_lives_on_the_digest_link(void **)
+{
+    Cluster cl(2);
+    cl.node(1).digest_links = cl.node(2).digest_links = true;
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    assert_true(cl.loop.run_until([&] { return digest_links_up(cl, {1, 2}); }, 5));
+    uint64_t g12 = cl.node(1).t->link_generation(2), g21 = cl.node(2).t->link_generation(1);
+    uint64_t sent_before = cl.node(1).t->frames_sent() + cl.node(2).t->frames_sent();
+    uint64_t digests = 0;
+    uint64_t next = 0;
+    cl.loop.run_for(3.0, [&] {
+        uint64_t now = uv_hrtime() / 1000000;
+        if (now < next)
+            return;
+        next = now + 200;
+        assert_true(cl.node(1).t->send(2, FrameType::Digest, "d"));
+        assert_true(cl.node(2).t->send(1, FrameType::Digest, "d"));
+        digests += 2;
+    });
+    assert_int_equal(cl.node(1).t->link_generation(2), g12);
+    assert_int_equal(cl.node(2).t->link_generation(1), g21);
+    assert_int_equal(cl.node(1).t->dead_links() + cl.node(2).t->dead_links(), 0);
+    /* every frame sent was a digest: no PING on either link */
+    assert_int_equal(cl.node(1).t->frames_sent() + cl.node(2).t->frames_sent() - sent_before,
+                     digests);
+    assert_true(cl.connected(1, 2) && cl.connected(2, 1));
+    /* digests stop: the main links are pinged again and stay up */
+    cl.loop.run_for(2.5, [&] { assert_true(cl.connected(1, 2) && cl.connected(2, 1)); });
+    assert_int_equal(cl.node(1).t->dead_links() + cl.node(2).t->dead_links(), 0);
+    assert_true(cl.node(1).t->frames_sent() + cl.node(2).t->frames_sent() - sent_before > digests);
+    cl.finish();
+}
+
+/* A peer without digest links (off here, as in a node that predates them)
+ * refuses the second connection; digests then go on the main link, read as
+ * they come. */
+static void digests_fall_back_to_the_main_link(void **)
+{
+    Cluster cl(2);
+    cl.node(1).digest_links = true;
+    cl.start_all();
+    assert_true(cl.wait_connected({1, 2}));
+    size_t logs = cl.node(1).logs.size() + cl.node(2).logs.size();
+    cl.loop.run_for(0.5, [&] { assert_false(cl.node(1).t->digest_link_up(2)); });
+    assert_true(cl.node(1).t->send(2, FrameType::Digest, "on the main link"));
+    assert_true(cl.loop.run_until([&] { return frames_of(cl.node(2), 1, FrameType::Digest) == 1; }, 2));
+    assert_int_equal(cl.node(2).t->digest_reads(), 0);
+    assert_int_equal(cl.node(1).t->dead_links() + cl.node(2).t->dead_links(), 0);
+    /* a refused digest link is nothing to report */
+    assert_int_equal(cl.node(1).logs.size() + cl.node(2).logs.size(), logs);
+    cl.finish();
+}
+
+/* A peer that falls silent (held, as a link that drops) loses both its
+ * links at the receiver; once it speaks again both come back and digests
+ * take the digest link again. */
+static void silent_digest_link_is_closed_and_redialed(void **)
+{
+    Cluster cl(2);
+    cl.node(1).digest_links = cl.node(2).digest_links = true;
+    cl.node(2).external_liveness = true; /* node 2's ticks: tick() below */
+    cl.start_all();
+    uint64_t next_tick = 0;
+    auto tick = [&] {
+        uint64_t now = uv_hrtime() / 1000000;
+        if (now < next_tick)
+            return;
+        next_tick = now + 100;
+        cl.node(2).t->read_digest_links();
+        cl.node(2).t->check_liveness();
+    };
+    auto ticking = [&](const std::function<bool()> &pred) {
+        return [&, pred] {
+            tick();
+            return pred();
+        };
+    };
+    assert_true(cl.loop.run_until(ticking([&] { return cl.all_connected({1, 2}); }), 5));
+    assert_true(cl.loop.run_until(ticking([&] { return digest_links_up(cl, {1, 2}); }), 5));
+    TransportFaults hold;
+    hold.hold_outbound = {2};
+    cl.node(1).t->set_faults(hold);
+    assert_true(cl.loop.run_until(ticking([&] { return cl.node(2).t->dead_links() >= 2; }), 5));
+    assert_true(cl.loop.run_until(ticking([&] { return !cl.node(1).t->digest_link_up(2); }), 5));
+    cl.node(1).t->set_faults(TransportFaults());
+    assert_true(cl.loop.run_until(ticking([&] { return cl.all_connected({1, 2}); }), 5));
+    assert_true(cl.loop.run_until(ticking([&] { return digest_links_up(cl, {1, 2}); }),
+                                  3 + kDigestRedialMs / 1000.0));
+    cl.loop.run_for(0.05, [] {});
+    size_t before = frames_of(cl.node(2), 1, FrameType::Digest);
+    assert_true(cl.node(1).t->send(2, FrameType::Digest, "back"));
+    cl.loop.run_for(0.1, [&] {});
+    assert_int_equal(frames_of(cl.node(2), 1, FrameType::Digest), before);
+    cl.node(2).t->read_digest_links();
+    assert_int_equal(frames_of(cl.node(2), 1, FrameType::Digest), before + 1);
+    cl.finish();
+}
+
+/* A digest link carries DIGEST and PING only: anything else on it closes
+ * it, undelivered.  A HELLO with an unknown role is refused. */
+static void digest_link_carries_only_digests(void **)
+{
+    Cluster cl(3);
+    cl.node(2).digest_links = true;
+    cl.start(2); /* node 3 is played by raw clients; node 1 stays down */
+    RawClient link;
+    link.connect(&cl.loop.loop, cl.node(2).port);
+    assert_true(cl.loop.run_until([&] { return link.connect_status != 1; }, 5));
+    assert_true(raw_handshake(cl, link, 2, 3, "s3cret", "s3cret", kRoleDigest));
+    link.write(frame(static_cast<uint8_t>(FrameType::Digest), "fine"));
+    link.write(frame(static_cast<uint8_t>(FrameType::Raft), "not here"));
+    cl.loop.run_for(0.1, [&] {});
+    cl.node(2).t->read_digest_links();
+    assert_true(cl.loop.run_until([&] { return link.eof; }, 2));
+    assert_int_equal(frames_of(cl.node(2), 3, FrameType::Digest), 1);
+    assert_int_equal(frames_of(cl.node(2), 3, FrameType::Raft), 0);
+    link.close();
+    RawClient odd;
+    odd.connect(&cl.loop.loop, cl.node(2).port);
+    assert_true(cl.loop.run_until([&] { return odd.connect_status != 1; }, 5));
+    std::string hello = hello_payload(3, random_bytes(kNonceBytes));
+    hello.push_back(7);
+    odd.write(frame(1, hello));
+    assert_true(cl.loop.run_until([&] { return odd.eof; }, 2));
+    odd.close();
+    cl.finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1422,6 +1627,11 @@ int main(void)
         cmocka_unit_test(inbound_hold_released_by_reset),
         cmocka_unit_test(batched_frames_wait_for_flush),
         cmocka_unit_test(every_write_is_announced_first),
+        cmocka_unit_test(digests_wait_on_their_link_until_read),
+        cmocka_unit_test(idle_main_link_lives_on_the_digest_link),
+        cmocka_unit_test(digests_fall_back_to_the_main_link),
+        cmocka_unit_test(silent_digest_link_is_closed_and_redialed),
+        cmocka_unit_test(digest_link_carries_only_digests),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
