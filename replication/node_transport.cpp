@@ -277,11 +277,14 @@ int64_t NodeTransport::last_contact_us(uint32_t peer) const
 
 /* ---- reading ---- */
 
+/* One loop thread: a single buffer serves every read, libuv's and
+ * read_digest_link's (received() copies what it is given before any frame
+ * is handled). */
+static char read_buffer[64 * 1024];
+
 static void alloc_read(uv_handle_t *, size_t, uv_buf_t *buf)
 {
-    /* one loop thread: a single buffer serves every read */
-    static char buffer[64 * 1024];
-    *buf = uv_buf_init(buffer, sizeof(buffer));
+    *buf = uv_buf_init(read_buffer, sizeof(read_buffer));
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -808,14 +811,14 @@ void NodeTransport::read_digest_link(Connection *c)
     uv_os_fd_t fd;
     if (uv_fileno(reinterpret_cast<uv_handle_t *>(&c->tcp), &fd) != 0)
         return;
-    /* one loop thread: a single buffer serves every read */
-    static char buffer[64 * 1024];
+    char *buffer = read_buffer;
+    constexpr size_t kBufferBytes = sizeof(read_buffer);
     uint64_t now = uv_now(loop_);
     /* bounded: a peer that floods its digest link is read on later ticks */
     for (int reads = 0; reads < 16 && !c->closing; reads++) {
         struct iovec iov;
         iov.iov_base = buffer;
-        iov.iov_len = sizeof(buffer);
+        iov.iov_len = kBufferBytes;
         alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(struct timespec)) + 64];
         struct msghdr msg;
         memset(&msg, 0, sizeof(msg));
@@ -842,7 +845,7 @@ void NodeTransport::read_digest_link(Connection *c)
             c->held_in.append(buffer, static_cast<size_t>(n));
         else
             received(c, buffer, static_cast<size_t>(n), heard);
-        if (static_cast<size_t>(n) < sizeof(buffer))
+        if (static_cast<size_t>(n) < kBufferBytes)
             break; /* drained */
     }
     c->last_read_ms = now;

@@ -311,6 +311,18 @@ void test_a_leader_that_stops_leading_wakes_its_followers(void **)
     cluster_stop(c);
 }
 
+/* A digest from the leader's node with one record: the partition at the
+ * leader's term, commit and last index, with these flags. */
+std::string leader_digest(Cluster &c, int lead, uint32_t partition, uint8_t flags)
+{
+    GroupDigest d;
+    d.partition = partition;
+    d.term = c.members[lead].group->term();
+    d.commit = d.last = c.members[lead].group->last_index();
+    d.leader = (uint32_t)lead + 1;
+    d.flags = flags;
+    return encode_digests({d});
+}
 
 /* Digests may be read later than they came and, across a peer's two links,
  * out of order (node_transport.h): a digest heard earlier than the peer's
@@ -329,13 +341,8 @@ void test_an_earlier_digest_never_moves_vouching_back(void **)
     assert_true(vouched > 300);
     /* what the sleeping leader says of the partition, heard 300 ms before
      * its last digest */
-    GroupDigest d;
-    d.partition = c.members[f].group->partition();
-    d.term = c.members[lead].group->term();
-    d.commit = d.last = c.members[lead].group->last_index();
-    d.leader = (uint32_t)lead + 1;
-    d.flags = kDigestLeading | kDigestHibernating;
-    std::string asleep = encode_digests({d});
+    std::string asleep = leader_digest(c, lead, c.members[f].group->partition(),
+                                       kDigestLeading | kDigestHibernating);
     fh.on_digest((uint32_t)lead + 1, asleep.data(), asleep.size(), vouched - 300);
     run_until(c, [] { return false; }, 250); /* two ticks */
     assert_true(c.members[f].group->hibernating());
@@ -369,13 +376,7 @@ void test_sleeping_ticks_still_notice_every_change(void **)
     assert_true(fh.vouched_ms(0) >= vouched + 1000);
 
     /* a digest with other content: the leader's node says it is awake */
-    GroupDigest d;
-    d.partition = 1;
-    d.term = c.members[lead].group->term();
-    d.commit = d.last = c.members[lead].group->last_index();
-    d.leader = (uint32_t)lead + 1;
-    d.flags = kDigestLeading;
-    std::string awake = encode_digests({d});
+    std::string awake = leader_digest(c, lead, 1, kDigestLeading);
     fh.on_digest((uint32_t)lead + 1, awake.data(), awake.size(), uv_now(&c.loop));
     assert_true(run_until(c, [&] { return !c.members[f].group->hibernating(); }, 300));
     assert_false(fh.ticked_asleep());
