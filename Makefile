@@ -1,8 +1,8 @@
 # atomix — PGXS build of a C++17 Postgres extension.
 EXTENSION = atomix
 MODULE_big = atomix
-DATA = sql/atomix--0.1.sql sql/atomix--0.2.sql sql/atomix--0.3.sql sql/atomix--0.4.sql \
-       sql/atomix--0.1--0.2.sql sql/atomix--0.2--0.3.sql sql/atomix--0.3--0.4.sql
+DATA = sql/atomix--0.1.sql sql/atomix--0.2.sql sql/atomix--0.3.sql sql/atomix--0.4.sql sql/atomix--0.5.sql \
+       sql/atomix--0.1--0.2.sql sql/atomix--0.2--0.3.sql sql/atomix--0.3--0.4.sql sql/atomix--0.4--0.5.sql
 PGFILEDESC = "atomix - Raft-replicated distributed primitives"
 
 # src/core/: the Postgres-free core (no Postgres header, enforced below);

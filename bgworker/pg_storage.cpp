@@ -29,12 +29,16 @@ struct StmtDef {
 
 static const StmtDef kStmts[] = {
     /* META_GET */
-    {"SELECT applied_index, log_time FROM atomix.partition_state WHERE partition_id = %1$d",
-     0,
-     {}},
+    /* *: read by column name, so a schema from before atomix 0.5 (no origins
+     * column; served only on one node, see Worker::wait_for_extension) reads too */
+    {"SELECT * FROM atomix.partition_state WHERE partition_id = %1$d", 0, {}},
     /* META_PUT */
-    {"UPDATE atomix.partition_state SET applied_index = $1, log_time = $2 "
+    {"UPDATE atomix.partition_state SET applied_index = $1, log_time = $2, origins = $3 "
      "WHERE partition_id = %1$d",
+     3,
+     {INT8OID, TIMESTAMPTZOID, BYTEAOID}},
+    /* META_PUT_BEFORE_ORIGINS: a schema from before atomix 0.5 */
+    {"UPDATE atomix.partition_state SET applied_index = $1, log_time = $2 WHERE partition_id = %1$d",
      2,
      {INT8OID, TIMESTAMPTZOID}},
     /* MAP_GET */
@@ -78,22 +82,6 @@ static const StmtDef kStmts[] = {
     {"DELETE FROM atomix.map_data_p%1$d", 0, {}},
     /* CLEAR_COUNTERS */
     {"DELETE FROM atomix.counter_data_p%1$d", 0, {}},
-    /* REQUEST_PUT: one statement for all commands of an entry */
-    {"INSERT INTO atomix.request_log_p%1$d (partition_id, request_id, code, value, recorded_at) "
-     "SELECT %1$d, r.* FROM unnest($1::bigint[], $2::int2[], $3::bigint[], $4::bigint[]) AS r "
-     "ON CONFLICT (request_id) DO UPDATE SET code = EXCLUDED.code, value = EXCLUDED.value, "
-     "recorded_at = EXCLUDED.recorded_at",
-     4,
-     {INT8ARRAYOID, INT2ARRAYOID, INT8ARRAYOID, INT8ARRAYOID}},
-    /* REQUEST_PURGE */
-    {"DELETE FROM atomix.request_log_p%1$d WHERE recorded_at < $1", 1, {INT8OID}},
-    /* REQUEST_ALL */
-    {"SELECT request_id, code::int8, value, recorded_at FROM atomix.request_log_p%1$d "
-     "ORDER BY request_id",
-     0,
-     {}},
-    /* CLEAR_REQUESTS */
-    {"DELETE FROM atomix.request_log_p%1$d", 0, {}},
     /* OBJECT_GET */
     {"SELECT state, deadline FROM atomix.object_data_p%1$d WHERE kind = $1 AND name = $2",
      2,
@@ -124,16 +112,9 @@ static const StmtDef kStmts[] = {
     {"SELECT name FROM atomix.object_data_p%1$d WHERE kind = $1 ORDER BY name COLLATE \"C\"",
      1,
      {CHAROID}},
-    /* REQUEST_GET_MANY */
-    {"SELECT request_id, code::int8, value, recorded_at FROM atomix.request_log_p%1$d "
-     "WHERE request_id = ANY($1)",
-     1,
-     {INT8ARRAYOID}},
-    /* REQUEST_IDS: what the request filter is built from */
-    {"SELECT request_id, recorded_at FROM atomix.request_log_p%1$d", 0, {}},
 };
 
-static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 28, "one definition per statement");
+static_assert(sizeof(kStmts) / sizeof(kStmts[0]) == 23, "one definition per statement");
 
 SPIPlanPtr PgStorage::plan(Stmt stmt)
 {
@@ -214,8 +195,16 @@ PartitionMeta PgStorage::load_meta()
             throw AtomixError(ERRCODE_DATA_CORRUPTED,
                               "atomix: partition " + std::to_string(partition_) +
                                   " has no row in atomix.partition_state");
-        meta_.applied_index = (uint64_t)column_int64(0, 1, false).value_or(0);
-        meta_.log_time_us = column_int64(0, 2, true).value_or(0);
+        int index_col = 0, time_col = 0, origins_col = 0;
+        pg_guard([&] {
+            index_col = SPI_fnumber(SPI_tuptable->tupdesc, "applied_index");
+            time_col = SPI_fnumber(SPI_tuptable->tupdesc, "log_time");
+            origins_col = SPI_fnumber(SPI_tuptable->tupdesc, "origins");
+        });
+        meta_.applied_index = (uint64_t)column_int64(0, index_col, false).value_or(0);
+        meta_.log_time_us = column_int64(0, time_col, true).value_or(0);
+        has_origins_ = origins_col > 0;
+        meta_.origins = has_origins_ ? column_bytes(0, origins_col) : std::string();
         meta_loaded_ = true;
     }
     return meta_;
@@ -228,6 +217,8 @@ void PgStorage::store_meta(const PartitionMeta &meta)
     meta_dirty_ = true;
 }
 
+static Datum bytea_datum(const std::string &s);
+
 /* One row per partition in atomix.partition_state, all written through one
  * writer. */
 static TableWriter meta_writer("partition_state");
@@ -237,16 +228,18 @@ void PgStorage::flush_meta()
     if (!meta_dirty_)
         return;
     if (meta_writer.usable()) {
-        Datum row[3] = {Int32GetDatum(partition_), Int64GetDatum((int64)meta_.applied_index),
-                        TimestampTzGetDatum(to_timestamptz(meta_.log_time_us))};
-        bool nulls[3] = {false, false, false};
+        /* every live column in order; a table from before atomix 0.5 has no
+         * origins column and takes the first three */
+        Datum row[4] = {Int32GetDatum(partition_), Int64GetDatum((int64)meta_.applied_index),
+                        TimestampTzGetDatum(to_timestamptz(meta_.log_time_us)), bytea_datum(meta_.origins)};
+        bool nulls[4] = {false, false, false, false};
         meta_writer.upsert(row, nulls);
         meta_dirty_ = false;
         return;
     }
-    Datum args[2] = {Int64GetDatum((int64)meta_.applied_index),
-                     TimestampTzGetDatum(to_timestamptz(meta_.log_time_us))};
-    exec(META_PUT, args, NULL);
+    Datum args[3] = {Int64GetDatum((int64)meta_.applied_index),
+                     TimestampTzGetDatum(to_timestamptz(meta_.log_time_us)), bytea_datum(meta_.origins)};
+    exec(has_origins_ ? META_PUT : META_PUT_BEFORE_ORIGINS, args, NULL);
     meta_dirty_ = false;
 }
 
@@ -452,125 +445,7 @@ void PgStorage::clear_all()
 {
     exec(CLEAR_MAP, NULL, NULL);
     exec(CLEAR_COUNTERS, NULL, NULL);
-    exec(CLEAR_REQUESTS, NULL, NULL);
-    /* a snapshot's rows follow; the filter starts over from the table */
-    request_filter_.reset();
     exec(CLEAR_OBJECTS, NULL, NULL);
-}
-
-void PgStorage::ensure_request_filter()
-{
-    if (request_filter_.complete())
-        return;
-    request_filter_.reset();
-    uint64 n = exec(REQUEST_IDS, NULL, NULL);
-    for (uint64 i = 0; i < n; i++)
-        request_filter_.add((uint64_t)column_int64((int)i, 1, false).value_or(0),
-                            column_int64((int)i, 2, false).value_or(0));
-    request_filter_.mark_complete();
-}
-
-std::vector<RequestRecord> PgStorage::request_lookup_many(const std::vector<uint64_t> &all_ids)
-{
-    /* only the ids the table may hold are looked up: new ones, nearly all
-     * of them, are certainly not there (request_filter.h) */
-    ensure_request_filter();
-    std::vector<uint64_t> ids;
-    for (uint64_t id : all_ids)
-        if (request_filter_.may_contain(id))
-            ids.push_back(id);
-    requests_filtered_ += all_ids.size() - ids.size();
-    requests_looked_up_ += ids.size();
-    std::vector<RequestRecord> out;
-    if (ids.empty())
-        return out;
-    Datum args[1];
-    pg_guard([&] {
-        int n = (int)ids.size();
-        Datum *elems = (Datum *)palloc(sizeof(Datum) * n);
-        for (int i = 0; i < n; i++)
-            elems[i] = Int64GetDatum((int64)ids[i]);
-        args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-    });
-    uint64 n = exec(REQUEST_GET_MANY, args, NULL);
-    for (uint64 i = 0; i < n; i++) {
-        RequestRecord r;
-        r.request_id = (uint64_t)column_int64((int)i, 1, false).value_or(0);
-        r.code = (uint8_t)column_int64((int)i, 2, false).value_or(0);
-        r.value = column_int64((int)i, 3, false).value_or(0);
-        r.recorded_at_us = column_int64((int)i, 4, false).value_or(0);
-        out.push_back(r);
-    }
-    return out;
-}
-
-void PgStorage::request_record(const std::vector<RequestRecord> &records)
-{
-    /* Each id goes into the filter before its insert: an id the filter has
-     * and the table lacks (the insert failed and rolled back) costs a
-     * lookup; the reverse would apply a request twice. */
-    if (request_writer_.usable()) {
-        for (const RequestRecord &r : records) {
-            /* Nearly every record is a new id, which the filter knows is not
-             * in the table (request_filter.h: no false "not there"): insert
-             * it without the primary-key probe an upsert makes.  A waiting
-             * request settled later is in the filter and is upserted. */
-            bool is_new = !request_filter_.may_contain(r.request_id);
-            request_filter_.add(r.request_id, r.recorded_at_us);
-            Datum cols[5] = {Int32GetDatum(partition_), Int64GetDatum((int64)r.request_id),
-                             Int16GetDatum((int16)r.code), Int64GetDatum(r.value),
-                             Int64GetDatum(r.recorded_at_us)};
-            bool nulls[5] = {false, false, false, false, false};
-            if (is_new)
-                request_writer_.insert(cols, nulls);
-            else
-                request_writer_.upsert(cols, nulls);
-        }
-        return;
-    }
-    for (const RequestRecord &r : records)
-        request_filter_.add(r.request_id, r.recorded_at_us);
-    Datum args[4];
-    pg_guard([&] {
-        int n = (int)records.size();
-        Datum *ids = (Datum *)palloc(sizeof(Datum) * n);
-        Datum *codes = (Datum *)palloc(sizeof(Datum) * n);
-        Datum *values = (Datum *)palloc(sizeof(Datum) * n);
-        Datum *times = (Datum *)palloc(sizeof(Datum) * n);
-        for (int i = 0; i < n; i++) {
-            ids[i] = Int64GetDatum((int64)records[i].request_id);
-            codes[i] = Int16GetDatum((int16)records[i].code);
-            values[i] = Int64GetDatum(records[i].value);
-            times[i] = Int64GetDatum(records[i].recorded_at_us);
-        }
-        args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-        args[1] = PointerGetDatum(construct_array(codes, n, INT2OID, 2, true, TYPALIGN_SHORT));
-        args[2] = PointerGetDatum(construct_array(values, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-        args[3] = PointerGetDatum(construct_array(times, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-    });
-    exec(REQUEST_PUT, args, NULL);
-}
-
-void PgStorage::request_purge(int64_t before_us)
-{
-    Datum args[1] = {Int64GetDatum(before_us)};
-    exec(REQUEST_PURGE, args, NULL);
-    request_filter_.forget_before(before_us);
-}
-
-void PgStorage::for_each_request(const std::function<void(const RequestRecord &)> &fn)
-{
-    uint64 n = exec(REQUEST_ALL, NULL, NULL);
-    SPITupleTable *table = SPI_tuptable;
-    for (uint64 i = 0; i < n; i++) {
-        SPI_tuptable = table;
-        RequestRecord r;
-        r.request_id = (uint64_t)column_int64((int)i, 1, false).value_or(0);
-        r.code = (uint8_t)column_int64((int)i, 2, false).value_or(0);
-        r.value = column_int64((int)i, 3, false).value_or(0);
-        r.recorded_at_us = column_int64((int)i, 4, false).value_or(0);
-        fn(r);
-    }
 }
 
 } // namespace atomix

@@ -3,7 +3,7 @@
  *
  * Used only by the raft worker, inside its apply transaction (apply_txn.h).
  * Statements are prepared once per partition and kept.  The partition's
- * meta row (applied index, log time) is cached and written once per
+ * meta row (applied index, log time, request origins) is cached and written once per
  * transaction by flush_meta(), just before commit, so the applied index is
  * always committed together with the state it describes.
  */
@@ -15,7 +15,6 @@ extern "C" {
 #include "executor/spi.h"
 }
 
-#include "request_filter.h"
 #include "table_writer.h"
 #include "state_machine.h"
 
@@ -26,8 +25,7 @@ class PgStorage : public PartitionStorage {
     explicit PgStorage(int32_t partition)
         : partition_(partition), map_writer_("map_data_p" + std::to_string(partition)),
           counter_writer_("counter_data_p" + std::to_string(partition)),
-          object_writer_("object_data_p" + std::to_string(partition)),
-          request_writer_("request_log_p" + std::to_string(partition))
+          object_writer_("object_data_p" + std::to_string(partition))
     {
     }
 
@@ -42,12 +40,6 @@ class PgStorage : public PartitionStorage {
         meta_loaded_ = true;
     }
     uint64_t cached_applied_index() const { return meta_loaded_ ? meta_.applied_index : 0; }
-    /* After a rollback the request log may hold rows the filter does not
-     * know (a purge undone): start it over from the table at next use. */
-    void invalidate_request_filter() { request_filter_.reset(); }
-    /* request ids answered "not there" without a lookup, and looked up */
-    uint64_t requests_filtered() const { return requests_filtered_; }
-    uint64_t requests_looked_up() const { return requests_looked_up_; }
 
     std::optional<MapRow> map_get(char kind, const std::string &map, const std::string &key) override;
     void map_put(char kind, const std::string &map, const std::string &key, const MapRow &row) override;
@@ -68,11 +60,6 @@ class PgStorage : public PartitionStorage {
     std::optional<int64_t> counter_get(const std::string &name) override;
     void counter_put(const std::string &name, int64_t value) override;
 
-    std::vector<RequestRecord> request_lookup_many(const std::vector<uint64_t> &ids) override;
-    void request_record(const std::vector<RequestRecord> &records) override;
-    void request_purge(int64_t before_us) override;
-    void for_each_request(const std::function<void(const RequestRecord &)> &fn) override;
-
     void for_each_map_entry(const std::function<void(const MapEntry &)> &fn) override;
     void for_each_counter(const std::function<void(const CounterRow &)> &fn) override;
     void clear_all() override;
@@ -81,6 +68,7 @@ class PgStorage : public PartitionStorage {
     enum Stmt {
         META_GET,
         META_PUT,
+        META_PUT_BEFORE_ORIGINS,
         MAP_GET,
         MAP_PUT,
         MAP_REMOVE,
@@ -93,10 +81,6 @@ class PgStorage : public PartitionStorage {
         COUNTER_ALL,
         CLEAR_MAP,
         CLEAR_COUNTERS,
-        REQUEST_PUT,
-        REQUEST_PURGE,
-        REQUEST_ALL,
-        CLEAR_REQUESTS,
         OBJECT_GET,
         OBJECT_PUT,
         OBJECT_REMOVE,
@@ -105,8 +89,6 @@ class PgStorage : public PartitionStorage {
         OBJECT_ALL,
         CLEAR_OBJECTS,
         OBJECT_NAMES,
-        REQUEST_GET_MANY,
-        REQUEST_IDS,
         STMT_COUNT
     };
     SPIPlanPtr plan(Stmt stmt);
@@ -119,15 +101,10 @@ class PgStorage : public PartitionStorage {
     TableWriter map_writer_;
     TableWriter counter_writer_;
     TableWriter object_writer_;
-    TableWriter request_writer_;
-    /* which ids are certainly not in request_log_p<N> (request_filter.h) */
-    RequestFilter request_filter_;
-    void ensure_request_filter();
-    uint64_t requests_filtered_ = 0;
-    uint64_t requests_looked_up_ = 0;
     PartitionMeta meta_;
     bool meta_loaded_ = false;
     bool meta_dirty_ = false;
+    bool has_origins_ = true; /* partition_state.origins exists (atomix 0.5 on) */
 };
 
 } // namespace atomix

@@ -51,13 +51,6 @@ static void handle_sigterm(SIGNAL_ARGS)
 /* Raft segment preallocation per partition (c-raft's default is 8 MiB). */
 static constexpr size_t kSegmentSize = 1024 * 1024;
 
-static void patch_request_id(std::string &encoded, uint64_t id)
-{
-    std::string le;
-    put_le64(le, id);
-    encoded.replace(kCommandRequestIdOffset, 8, le);
-}
-
 /* ---- c-raft FSM adapters: the callback boundary. Nothing may escape. ---- */
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
@@ -204,7 +197,6 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
         txn_.rollback_entry();
         p.storage.restore_cached_meta(before);
         p.sm.forget_caches();
-        p.storage.invalidate_request_filter();
         events_.resize(events_before);
         p.touched = true;
         halt_partition(p, index, describe_entry(index, data, len), e.what());
@@ -237,8 +229,11 @@ void Worker::apply_entry(Partition &p, const void *data, size_t len)
     for (const CommandResult &r : results_) {
         /* reply codes 0-9 are the result codes */
         int code = static_cast<int>(r.code);
-        if (r.code == ResultCode::Pending) {
-            /* applied: it now waits in the partition; a later entry answers */
+        if (r.code == ResultCode::Pending || r.code == ResultCode::Finished) {
+            /* Pending: applied, it now waits in the partition; a later entry
+             * answers.  Finished: a late copy of a request this node is done
+             * with — answered, or still waiting in the partition (a lock
+             * acquire's copy must not end its wait) */
             router_->applied(r.request_id);
             continue;
         }
@@ -282,14 +277,14 @@ void Worker::restore(Partition &p, const void *data, size_t len)
         if (restored) {
             ereport(LOG, (errmsg("atomix: partition %d restored from a snapshot", p.id)));
             /* the snapshot may hold entries that carried this node's
-             * forwards: their callers are answered from its request log
-             * (found by test_simulation: they waited for
+             * forwards: their callers are answered from the outcomes it
+             * recorded (found by test_simulation: they waited for
              * atomix.unavailable_timeout and got "in doubt") */
             router_->restored(p.id, [&](uint64_t id) {
-                std::vector<RequestRecord> recs = p.storage.request_lookup_many({id});
-                if (recs.empty() || recs[0].code == static_cast<uint8_t>(ResultCode::Pending))
+                std::optional<RecordedOutcome> out = p.sm.recorded_outcome(id);
+                if (!out || out->code == static_cast<uint8_t>(ResultCode::Pending))
                     return false;
-                resolve(id, recs[0].code, recs[0].value, std::string());
+                resolve(id, out->code, out->value, std::string());
                 return true;
             });
         }
@@ -297,7 +292,6 @@ void Worker::restore(Partition &p, const void *data, size_t len)
         txn_.rollback_entry();
         p.storage.restore_cached_meta(before);
         p.sm.forget_caches();
-        p.storage.invalidate_request_filter();
         halt_partition(p, p.group->last_applied() + 1, "a snapshot", e.what());
     }
     p.touched = true;
@@ -322,7 +316,7 @@ void Worker::proposal_done(Proposal *proposal, int status, const char *errmsg)
     /* ok: the results went out through apply_entry.  Otherwise leadership
      * was lost after the entry was appended: a later leader may still
      * commit it, so the router resends it as a retry, which the state
-     * machine answers from its request log if the first attempt made it. */
+     * machine answers from its recorded outcome if the first attempt made it. */
     router_->proposal_done(p->id, proposal->commands, status == 0);
 }
 
@@ -363,8 +357,10 @@ void Worker::resolve(uint64_t request_id, int code, int64_t value, const std::st
  * Returns false on SIGTERM. */
 bool Worker::wait_for_extension()
 {
+    bool told_old_schema = false;
     for (;;) {
         int64 found = -1;
+        bool has_origins = false;
         pg_guard([&] {
             SetCurrentStatementStartTimestamp();
             StartTransactionCommand();
@@ -377,25 +373,41 @@ bool Worker::wait_for_extension()
                 SPI_execute("SELECT count(*) FROM atomix.partition_state", true, 1);
                 found = DatumGetInt64(
                     SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+                SPI_execute("SELECT 1 FROM pg_attribute WHERE attrelid = 'atomix.partition_state'::regclass "
+                            "AND attname = 'origins' AND NOT attisdropped",
+                            true, 1);
+                has_origins = SPI_processed == 1;
             }
             SPI_finish();
             PopActiveSnapshot();
             CommitTransactionCommand();
         });
-        if (found == atomix_partitions)
+        /* A cluster's partitions must keep what they remember of request
+         * origins (at most once across restarts): a schema from before
+         * atomix 0.5 has nowhere to keep it.  One node needs none. */
+        bool old_schema = found == atomix_partitions && !has_origins && cluster_->nodes().size() > 1;
+        if (found == atomix_partitions && !old_schema)
             return true;
-        if (found >= 0) {
-            ereport(LOG, (errmsg("atomix: the extension was created with %lld partitions but "
-                                 "atomix.partitions is %d; not serving",
-                                 (long long)found, atomix_partitions),
-                          errhint("Set atomix.partitions back to %lld and restart.",
-                                  (long long)found)));
+        if (old_schema && !told_old_schema) {
+            ereport(LOG, (errmsg("atomix: the extension's tables predate this build of atomix; not serving"),
+                          errhint("Run ALTER EXTENSION atomix UPDATE in database \"%s\".",
+                                  atomix_database)));
+            told_old_schema = true;
+        }
+        if (found >= 0 && (found != atomix_partitions || old_schema)) {
+            if (found != atomix_partitions)
+                ereport(LOG, (errmsg("atomix: the extension was created with %lld partitions but "
+                                     "atomix.partitions is %d; not serving",
+                                     (long long)found, atomix_partitions),
+                              errhint("Set atomix.partitions back to %lld and restart.",
+                                      (long long)found)));
             std::vector<TakenRequest> taken;
             take_requests(taken);
             std::vector<SlotReply> replies;
             for (const TakenRequest &t : taken)
                 replies.push_back(SlotReply{t.slot, t.ticket, REPLY_INTERNAL, 0,
-                                            "atomix.partitions does not match the extension"});
+                                            old_schema ? "the atomix extension needs ALTER EXTENSION atomix UPDATE"
+                                                       : "atomix.partitions does not match the extension"});
             deliver_replies(replies);
         }
         pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION atomix");
@@ -453,7 +465,7 @@ void Worker::start_partitions()
     clear_read_leases();
     for (int32_t i = 0; i < atomix_partitions; i++) {
         auto p = std::make_unique<Partition>(this, i);
-        p->sm.set_request_log(cluster_->nodes().size() > 1);
+        p->sm.set_track_origins(cluster_->nodes().size() > 1);
         p->fsm.version = 1;
         p->fsm.data = p.get();
         p->fsm.apply = fsm_apply;
@@ -822,12 +834,12 @@ void Worker::shutdown()
 void Worker::run()
 {
     worker_attach();
-    if (!wait_for_extension())
-        return;
-    incarnation_ = (uint64_t)(unix_now_us() & 0xffffffff);
     cluster_ = std::make_unique<ClusterConfig>(ClusterConfig::parse(
         atomix_initial_cluster, (uint32_t)atomix_node_id, atomix_listen_address,
         (uint32_t)atomix_replication_factor));
+    if (!wait_for_extension())
+        return;
+    incarnation_ = (uint64_t)(unix_now_us() & 0xffffffff);
     raise_open_files_limit(atomix_partitions);
     start_loop();
     start_transport();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "apply_txn.h"
+#include "clock.h"
 #include "cluster_config.h"
 #include "node_transport.h"
 #include "pg_storage.h"
@@ -270,11 +271,16 @@ class Worker : private ReadIndexHost {
     void notify_watchers();
     /* node id | 16 random bits per worker start | counter: unique across the
      * cluster and across restarts, so a replayed entry never answers a new
-     * request */
+     * request.  The upper 32 bits are the request's origin, whose ids only
+     * grow (src/core/request_origins.h): when the counter runs out, new
+     * random bits make a new origin rather than wrapping below its floor. */
     uint64_t new_request_id()
     {
-        return ((uint64_t)cluster_->self().id << 48) | ((incarnation_ & 0xffff) << 32) |
-               (++request_counter_ & 0xffffffffULL);
+        if (request_counter_ >= 0xffffffffULL) {
+            incarnation_ = (incarnation_ + 1 + (uint64_t)(unix_now_us() % 0xfffe)) & 0xffff;
+            request_counter_ = 0;
+        }
+        return ((uint64_t)cluster_->self().id << 48) | ((incarnation_ & 0xffff) << 32) | ++request_counter_;
     }
 
     uv_loop_t loop_;

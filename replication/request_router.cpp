@@ -16,7 +16,35 @@ RequestRouter::RequestRouter(RouterHost &host, size_t partitions) : host_(host),
 
 void RequestRouter::submit(int32_t partition, QueuedCommand command)
 {
-    parts_[(size_t)partition].queued.push_back(std::move(command));
+    PartitionQueue &q = parts_[(size_t)partition];
+    if (command.origin == host_.self())
+        q.held.insert(command.request_id);
+    q.queued.push_back(std::move(command));
+}
+
+void RequestRouter::applied(uint64_t request_id)
+{
+    auto it = forwarded_.find(request_id);
+    if (it == forwarded_.end())
+        return;
+    parts_[(size_t)it->second.partition].held.erase(request_id);
+    forwarded_.erase(it);
+}
+
+void RequestRouter::fail_own(int32_t partition, uint64_t request_id, RouteFailure why, const std::string &message)
+{
+    parts_[(size_t)partition].held.erase(request_id);
+    host_.fail_request(request_id, why, message);
+}
+
+/* Our own command goes out: with the lowest id we still hold (never above
+ * its own), so the partition can forget what we are done with. */
+void RequestRouter::stamp_floor(int32_t partition, QueuedCommand &command)
+{
+    if (command.origin != host_.self())
+        return;
+    uint64_t f = floor(partition);
+    patch_request_floor(command.encoded, f == 0 ? command.request_id : std::min(f, command.request_id));
 }
 
 void RequestRouter::propose_or_forward(int32_t partition, int64_t stamp_us, const ProposeFn &propose)
@@ -43,6 +71,7 @@ void RequestRouter::propose_queued(int32_t partition, int64_t stamp_us, const Pr
         std::vector<QueuedCommand> commands;
         while (i < queued.size() && commands.size() < kMaxCommandsPerEntry &&
                (commands.empty() || entry.size() + queued[i].encoded.size() <= kMaxEntryBytes)) {
+            stamp_floor(partition, queued[i]);
             entry.append(queued[i].encoded);
             commands.push_back(std::move(queued[i]));
             i++;
@@ -62,7 +91,7 @@ void RequestRouter::propose_queued(int32_t partition, int64_t stamp_us, const Pr
             if (r == ProposeResult::NotLeader)
                 q.queued.push_back(std::move(c));
             else if (c.origin == host_.self())
-                host_.fail_request(c.request_id, RouteFailure::Refused, why);
+                fail_own(partition, c.request_id, RouteFailure::Refused, why);
             else
                 reply_to_origin(c, partition, kForwardNotLeader);
         }
@@ -81,6 +110,8 @@ void RequestRouter::proposal_done(int32_t partition, std::vector<QueuedCommand> 
         auto it = q.proposing.find(c.request_id);
         if (it != q.proposing.end())
             q.proposing.erase(it);
+        if (ok && c.origin == host_.self())
+            q.held.erase(c.request_id);
     }
     if (ok)
         return; /* applied: the results went out through the apply */
@@ -109,6 +140,7 @@ void RequestRouter::forward_queued(int32_t partition)
             keep.push_back(std::move(c));
             continue;
         }
+        stamp_floor(partition, c);
         std::string head;
         put_le32(head, (uint32_t)partition);
         if (!host_.send(leader, FrameType::Forward, head, c.encoded)) {
@@ -237,6 +269,7 @@ void RequestRouter::restored(int32_t partition, const std::function<bool(uint64_
             retry(partition, std::move(f.command));
         } else if (answered(id)) {
             forwarded_.erase(id);
+            parts_[(size_t)partition].held.erase(id);
         }
     }
 }
@@ -252,9 +285,9 @@ void RequestRouter::expire(int64_t now_us)
         /* a resent command may be in some leader's log already: in doubt */
         for (const QueuedCommand &qc : queued)
             if (expired(qc) && qc.origin == self)
-                host_.fail_request(qc.request_id,
-                                   qc.maybe_applied() ? RouteFailure::InDoubt : RouteFailure::NotApplied,
-                                   "atomix: partition " + std::to_string(i) + " has no reachable leader");
+                fail_own((int32_t)i, qc.request_id,
+                     qc.maybe_applied() ? RouteFailure::InDoubt : RouteFailure::NotApplied,
+                     "atomix: partition " + std::to_string(i) + " has no reachable leader");
         queued.erase(std::remove_if(queued.begin(), queued.end(), expired), queued.end());
     }
     std::vector<std::pair<uint64_t, int32_t>> late;
@@ -264,7 +297,7 @@ void RequestRouter::expire(int64_t now_us)
     std::sort(late.begin(), late.end());
     for (auto &l : late) {
         forwarded_.erase(l.first);
-        host_.fail_request(l.first, RouteFailure::InDoubt,
+        fail_own(l.second, l.first, RouteFailure::InDoubt,
                            "atomix: no answer from partition " + std::to_string(l.second) +
                                "'s leader within atomix.unavailable_timeout");
     }
@@ -279,8 +312,7 @@ void RequestRouter::fail_all(int32_t partition, const std::string &why)
     std::sort(sent.begin(), sent.end());
     for (uint64_t id : sent) {
         forwarded_.erase(id);
-        host_.fail_request(id, RouteFailure::InDoubt,
-                           why + "; the request may have been applied by its leader");
+        fail_own(partition, id, RouteFailure::InDoubt, why + "; the request may have been applied by its leader");
     }
     std::vector<QueuedCommand> queued;
     queued.swap(parts_[(size_t)partition].queued);
@@ -289,8 +321,8 @@ void RequestRouter::fail_all(int32_t partition, const std::string &why)
             reply_to_origin(c, partition, kForwardNotLeader);
             continue;
         }
-        host_.fail_request(c.request_id, c.maybe_applied() ? RouteFailure::InDoubt : RouteFailure::NotApplied,
-                           why + "; it restarts by itself");
+        fail_own(partition, c.request_id, c.maybe_applied() ? RouteFailure::InDoubt : RouteFailure::NotApplied,
+             why + "; it restarts by itself");
     }
 }
 
@@ -306,8 +338,7 @@ void RequestRouter::fail_waiting_since(int32_t partition, int64_t since_us, cons
             keep.push_back(std::move(c));
             continue;
         }
-        host_.fail_request(c.request_id, c.maybe_applied() ? RouteFailure::InDoubt : RouteFailure::NotApplied,
-                           why);
+        fail_own(partition, c.request_id, c.maybe_applied() ? RouteFailure::InDoubt : RouteFailure::NotApplied, why);
     }
     for (QueuedCommand &c : keep)
         q.queued.push_back(std::move(c)); /* fail_request may have queued more */
@@ -320,7 +351,7 @@ void RequestRouter::fail_waiting_since(int32_t partition, int64_t since_us, cons
      * (their callbacks retry or fail them) */
     for (uint64_t id : sent) {
         forwarded_.erase(id);
-        host_.fail_request(id, RouteFailure::InDoubt, why);
+        fail_own(partition, id, RouteFailure::InDoubt, why);
     }
 }
 

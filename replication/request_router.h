@@ -15,7 +15,7 @@
  *   - The node a request came in on applies the entry itself and answers its
  *     caller from that apply; a leader reports back only what went wrong:
  *     "not leader" (never appended: resend as is) and "leadership lost"
- *     (maybe appended: resend as a retry, answered from the request log if
+ *     (maybe appended: resend as a retry, answered from its recorded outcome if
  *     the first attempt committed).
  *   - A forward is resent only when that can help: its connection is gone
  *     (a new link generation) or the partition has a new leader.  Never on a
@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -136,12 +137,22 @@ class RequestRouter {
 
     /* This node applied the request (it is answered, or now waits inside the
      * partition): no forward of it is pending any more. */
-    void applied(uint64_t request_id) { forwarded_.erase(request_id); }
+    void applied(uint64_t request_id);
+
+    /* The lowest id of this node's commands for `partition` the router still
+     * holds (queued, in a proposal or forwarded), or 0: below it this node
+     * sends nothing again.  Stamped into every command this node proposes
+     * or forwards (src/core/request_origins.h). */
+    uint64_t floor(int32_t partition) const
+    {
+        const std::set<uint64_t> &held = parts_[(size_t)partition].held;
+        return held.empty() ? 0 : *held.begin();
+    }
 
     /* This node's replica of `partition` was replaced by a snapshot: the
      * entries it covers were never applied here, so the callers of forwards
      * they carried would wait in vain.  answered(id) looks the id up in the
-     * restored request log and, if it is there, answers the caller (true).
+     * restored outcomes and, if it is there, answers the caller (true).
      * Barriers (reads) are resent: one more changes nothing. */
     void restored(int32_t partition, const std::function<bool(uint64_t)> &answered);
 
@@ -173,6 +184,8 @@ class RequestRouter {
     struct PartitionQueue {
         std::vector<QueuedCommand> queued;
         std::unordered_multiset<uint64_t> proposing; /* ids in proposals not yet done */
+        /* this node's own ids, from submit until applied here or failed */
+        std::set<uint64_t> held;
         uint64_t resends = 0;            /* forwards this node resent */
         uint64_t duplicates_dropped = 0; /* copies dropped here while leading */
         uint64_t forwarded = 0;
@@ -183,6 +196,9 @@ class RequestRouter {
     void propose_queued(int32_t partition, int64_t stamp_us, const ProposeFn &propose);
     void reply_to_origin(const QueuedCommand &command, int32_t partition, uint8_t outcome);
     void retry(int32_t partition, QueuedCommand command);
+    /* this node's command leaves for good: answered as failed */
+    void fail_own(int32_t partition, uint64_t request_id, RouteFailure why, const std::string &message);
+    void stamp_floor(int32_t partition, QueuedCommand &command);
 
     RouterHost &host_;
     std::vector<PartitionQueue> parts_;

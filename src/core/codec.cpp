@@ -73,7 +73,7 @@ std::string ByteReader::bytes()
 
 size_t encoded_command_size(const Command &cmd)
 {
-    return 1 + 1 + 8 + 8 + 8 + (4 + cmd.name.size()) + (4 + cmd.key.size()) +
+    return 1 + 1 + 8 + 8 + 8 + 8 + (4 + cmd.name.size()) + (4 + cmd.key.size()) +
            (4 + cmd.value.size()) + 8 * 4;
 }
 
@@ -84,6 +84,7 @@ void encode_command(const Command &cmd, std::string &out)
     w.u8(static_cast<uint8_t>(cmd.op));
     w.u8(cmd.flags);
     w.u64(cmd.request_id);
+    w.u64(cmd.floor);
     w.u64(cmd.session);
     w.i64(cmd.epoch);
     w.bytes(cmd.name);
@@ -95,7 +96,7 @@ void encode_command(const Command &cmd, std::string &out)
     w.i64(cmd.arg2);
 }
 
-static Command read_command(ByteReader &r)
+static Command read_command(ByteReader &r, uint8_t format)
 {
     Command cmd;
     uint8_t op = r.u8();
@@ -104,6 +105,8 @@ static Command read_command(ByteReader &r)
     cmd.op = static_cast<Op>(op);
     cmd.flags = r.u8();
     cmd.request_id = r.u64();
+    if (format >= 3)
+        cmd.floor = r.u64();
     cmd.session = r.u64();
     cmd.epoch = r.i64();
     cmd.name = r.bytes();
@@ -119,10 +122,25 @@ static Command read_command(ByteReader &r)
 Command decode_command(const void *data, size_t len)
 {
     ByteReader r(data, len);
-    Command cmd = read_command(r);
+    Command cmd = read_command(r, EntryHeader::kFormat);
     if (!r.at_end())
         throw DecodeError("trailing bytes after atomix command");
     return cmd;
+}
+
+static void patch_u64(std::string &encoded, size_t offset, uint64_t v)
+{
+    if (encoded.size() < offset + 8)
+        throw DecodeError("truncated atomix command");
+    for (int i = 0; i < 8; i++)
+        encoded[offset + i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+void patch_request_id(std::string &encoded, uint64_t id) { patch_u64(encoded, kCommandRequestIdOffset, id); }
+
+void patch_request_floor(std::string &encoded, uint64_t floor)
+{
+    patch_u64(encoded, kCommandFloorOffset, floor);
 }
 
 void encode_commit_ops(const std::vector<MapCommitOp> &ops, std::string &out)
@@ -182,7 +200,8 @@ EntryReader::EntryReader(const void *data, size_t len)
     ByteReader r(data, len);
     if (r.u32() != EntryHeader::kMagic)
         throw DecodeError("not an atomix entry");
-    if (r.u8() != EntryHeader::kFormat)
+    format_ = r.u8();
+    if (format_ != EntryHeader::kFormat && format_ != 2)
         throw DecodeError("unsupported atomix entry format");
     header_.stamp_us = r.i64();
     header_.count = r.u32();
@@ -202,7 +221,7 @@ bool EntryReader::next(Command &cmd)
         return false;
     }
     ByteReader r(p_, static_cast<size_t>(end_ - p_));
-    cmd = read_command(r);
+    cmd = read_command(r, format_);
     p_ = r.position();
     read_++;
     return true;

@@ -61,18 +61,22 @@ const char *op_name(Op op);
 constexpr uint8_t kFlagHasTtl = 1;
 constexpr uint8_t kFlagHasIfVersion = 2;
 /* A resend of a command whose first attempt may have been committed: the
- * state machine answers it from its request log instead of applying it
+ * state machine answers it from its recorded outcome instead of applying it
  * again. */
 constexpr uint8_t kFlagRetry = 4;
 /* Byte offsets inside an encoded command, for the worker to patch. */
 constexpr size_t kCommandFlagsOffset = 1;
 constexpr size_t kCommandRequestIdOffset = 2;
+constexpr size_t kCommandFloorOffset = 10;
 
 struct Command {
     Op op = Op::Barrier;
     uint8_t flags = 0;
     /* Identifies the waiting caller; opaque to the state machine. */
     uint64_t request_id = 0;
+    /* The lowest request id the command's origin node still holds when it
+     * sends it (request_origins.h); 0 in entries written before floors. */
+    uint64_t floor = 0;
     /* The caller's session (node id << 48 | sequence) and its node's
      * incarnation (Unix µs when that node's shared memory was created). */
     uint64_t session = 0;
@@ -95,7 +99,8 @@ struct Command {
  * reads, so TTL expiry is decided identically on every replica. */
 struct EntryHeader {
     static constexpr uint32_t kMagic = 0x41544d58; /* "ATMX" */
-    static constexpr uint8_t kFormat = 2;
+    /* 3: commands carry their origin's floor; 2 (read still): they do not */
+    static constexpr uint8_t kFormat = 3;
     int64_t stamp_us = 0;
     uint32_t count = 0;
 };
@@ -131,6 +136,7 @@ class EntryReader {
     const uint8_t *p_;
     const uint8_t *end_;
     EntryHeader header_;
+    uint8_t format_ = EntryHeader::kFormat;
     uint32_t read_ = 0;
 };
 
@@ -148,6 +154,10 @@ std::vector<MapCommitOp> decode_commit_ops(const std::string &data);
 
 /* Decodes one stand-alone command (as written by encode_command). */
 Command decode_command(const void *data, size_t len);
+
+/* Rewrites the request id / floor inside an encoded command. */
+void patch_request_id(std::string &encoded, uint64_t id);
+void patch_request_floor(std::string &encoded, uint64_t floor);
 
 /* Little-endian helpers shared with the snapshot format. */
 class ByteWriter {

@@ -5,9 +5,8 @@
  * without a server.  Ordered containers make dumps comparable byte for byte.
  *
  * It is exactly as strict as the Postgres tables (bgworker/pg_storage.cpp):
- * whatever Postgres would refuse, this refuses too, by throwing — a request
- * id twice in one request_record call (INSERT ... ON CONFLICT DO UPDATE
- * cannot touch a row twice), a btree key over the index row size limit.
+ * whatever Postgres would refuse, this refuses too, by throwing — a btree
+ * key over the index row size limit, a write while writes are made to fail.
  * A double that accepted more would hide the bugs the worker then hits.
  */
 #ifndef ATOMIX_MEMORY_STORAGE_H
@@ -157,38 +156,6 @@ class MemoryStorage : public PartitionStorage {
         counters_[name] = value;
     }
 
-    std::vector<RequestRecord> request_lookup_many(const std::vector<uint64_t> &ids) override
-    {
-        std::vector<RequestRecord> out;
-        std::set<uint64_t> seen;
-        for (uint64_t id : ids) {
-            auto it = requests_.find(id);
-            if (it != requests_.end() && seen.insert(id).second)
-                out.push_back(it->second);
-        }
-        return out;
-    }
-    void request_record(const std::vector<RequestRecord> &records) override
-    {
-        check_write();
-        std::set<uint64_t> ids;
-        for (const RequestRecord &r : records)
-            if (!ids.insert(r.request_id).second)
-                throw StorageRefused("ON CONFLICT DO UPDATE command cannot affect row a second time");
-        for (const RequestRecord &r : records)
-            requests_[r.request_id] = r;
-    }
-    void request_purge(int64_t before_us) override
-    {
-        for (auto it = requests_.begin(); it != requests_.end();)
-            it = it->second.recorded_at_us < before_us ? requests_.erase(it) : std::next(it);
-    }
-    void for_each_request(const std::function<void(const RequestRecord &)> &fn) override
-    {
-        for (auto &kv : requests_)
-            fn(kv.second);
-    }
-
     void for_each_map_entry(const std::function<void(const MapEntry &)> &fn) override
     {
         for (auto &kv : maps_)
@@ -203,12 +170,10 @@ class MemoryStorage : public PartitionStorage {
     {
         maps_.clear();
         counters_.clear();
-        requests_.clear();
         objects_.clear();
     }
 
     size_t map_count() const { return maps_.size(); }
-    size_t request_count() const { return requests_.size(); }
 
   private:
     void check_write() const
@@ -226,7 +191,6 @@ class MemoryStorage : public PartitionStorage {
     std::map<std::tuple<char, std::string, std::string>, MapRow> maps_;
     std::map<std::pair<char, std::string>, ObjectRow> objects_;
     std::map<std::string, int64_t> counters_;
-    std::map<uint64_t, RequestRecord> requests_;
 };
 
 } // namespace atomix

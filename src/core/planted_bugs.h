@@ -9,7 +9,8 @@
  *                    forward is resent after 3 s on the connection it is
  *                    still waiting on; the leader keeps copies it holds
  *                    (the one-way-partition outage of atomix 0.1)
- *   no_request_log   the request log is never consulted: retries re-apply
+ *   no_request_log   recorded outcomes and floors are never consulted (only
+ *                    copies inside one entry are caught): retries re-apply
  *   unconfirmed_read a leader takes its commit index as a read index without
  *                    confirming it still leads (a deposed leader answers
  *                    reads from its stale replica)

@@ -264,7 +264,7 @@ CommandResult StateMachine::wait_cancel(const Command &cmd, const Context &ctx)
  * answers it from this record instead of queueing it. */
 void StateMachine::remember_cancel(uint64_t waiting, char kind, const Context &ctx)
 {
-    if (!request_log_ || waiting == 0)
+    if (!track_origins_ || waiting == 0)
         return;
     ResultCode code = kind == kKindLock ? ResultCode::Null : ResultCode::Ok;
     record_outcome(waiting, code, 0, ctx.now_us);

@@ -8,7 +8,7 @@
  * Liveness is per node: a lease expires when `timeout` of log time passes
  * without a keep-alive (or a command) from that node, and takes all the
  * node's sessions with it.  A closed or expired session leaves a tombstone
- * for the length of the request log window, so a late command from it is
+ * for kTombstoneKeepUs (as long as origins are remembered), so a late command from it is
  * refused instead of quietly opening it again.
  */
 #include <algorithm>
@@ -151,7 +151,7 @@ void StateMachine::close_session(uint64_t session, int64_t epoch, const Context 
                 election_leave_session(ref.name, session, ctx);
         }
     }
-    int64_t forget_at = ctx.now_us + kRequestLogWindowUs;
+    int64_t forget_at = ctx.now_us + kTombstoneKeepUs;
     note_deadline(forget_at);
     storage_.object_put(kKindTombstone, tombstone_key(session, epoch), ObjectRow{std::string(), forget_at});
 }

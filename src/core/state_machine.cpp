@@ -8,16 +8,20 @@
 
 #include <algorithm>
 #include <limits>
+#include <stdexcept>
 
 #include "core_only.h" /* last: nothing above brought in Postgres */
 
 namespace atomix {
 
 static constexpr uint32_t kSnapshotMagic = 0x41534e50; /* "ASNP" */
-static constexpr uint8_t kSnapshotFormat = 2;
+/* 3: the meta carries the request origins; 2 (still restored): request log
+ * records instead, which are dropped (at most once for requests sent before
+ * the upgrade is not carried over) */
+static constexpr uint8_t kSnapshotFormat = 3;
 static constexpr uint8_t kRecordMapEntry = 1;
 static constexpr uint8_t kRecordCounter = 2;
-static constexpr uint8_t kRecordRequest = 3;
+static constexpr uint8_t kRecordRequest = 3; /* format 2 only */
 static constexpr uint8_t kRecordObject = 4;
 static constexpr uint8_t kRecordEnd = 0xff;
 
@@ -65,14 +69,28 @@ void StateMachine::record_outcome(uint64_t request_id, ResultCode code, int64_t 
 {
     if (request_id == 0)
         return;
-    RequestRecord rec{request_id, static_cast<uint8_t>(code), value, now_us};
-    auto it = entry_record_index_.find(request_id);
-    if (it != entry_record_index_.end() && !kPlantPoisonedEntry) {
-        entry_records_[it->second] = rec;
-        return;
+    RecordedOutcome rec{request_id, static_cast<uint8_t>(code), value};
+    auto here = entry_outcomes_.find(request_id);
+    if (here != entry_outcomes_.end()) {
+        /* atomix 0.1 wrote one request log row per outcome and could not
+         * apply an entry holding one id twice (planted_bugs.h) */
+        if (kPlantPoisonedEntry)
+            throw std::runtime_error("request id recorded twice in one entry");
+        here->second = rec;
+    } else {
+        entry_outcomes_.emplace(request_id, rec);
     }
-    entry_record_index_.emplace(request_id, entry_records_.size());
-    entry_records_.push_back(rec);
+    if (track_origins_)
+        origins_.record(request_id, rec.code, value, now_us);
+}
+
+std::optional<RecordedOutcome> StateMachine::recorded_outcome(uint64_t request_id)
+{
+    RecordedOutcome out;
+    RequestOrigins origins = RequestOrigins::decode(storage_.load_meta().origins);
+    if (origins.lookup(request_id, &out) != RequestOrigins::Seen::Applied)
+        return std::nullopt;
+    return out;
 }
 
 /* What every replica refuses before touching storage, so no committed entry
@@ -116,8 +134,8 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
     int64_t now = std::max(meta.log_time_us, stamp);
     settled_ = &results;
     settle_now_us_ = now;
-    entry_records_.clear();
-    entry_record_index_.clear();
+    entry_outcomes_.clear();
+    origins_ = track_origins_ ? RequestOrigins::decode(meta.origins) : RequestOrigins();
     Context ctx{index, 0, now};
     std::optional<int64_t> deadline = next_deadline();
     if (deadline && *deadline <= now) {
@@ -127,44 +145,46 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
         next_deadline_known_ = false;
     }
 
-    /* Forget old request ids at log-time minute boundaries: the same log
-     * positions on every replica. */
-    if (request_log_ && now / kRequestLogPurgeEveryUs != meta.log_time_us / kRequestLogPurgeEveryUs)
-        storage_.request_purge(now - kRequestLogWindowUs);
+    /* Forget the origins of dead worker lives at log-time minute boundaries:
+     * the same log positions on every replica. */
+    if (track_origins_ && now / kForgetEveryUs != meta.log_time_us / kForgetEveryUs)
+        origins_.forget_idle(now - kOriginIdleUs);
 
-    /* At most once: a request id already applied — in an earlier entry, or
-     * earlier in this one — is answered with its recorded outcome, never
-     * executed again, whether or not it carries the retry flag (a copy can
-     * arrive without it: a resend racing the first attempt's reply).  One
-     * lookup covers the whole entry. */
-    std::unordered_map<uint64_t, RequestRecord> applied_before;
-    if (request_log_ && !kPlantNoRequestLog) {
-        std::vector<uint64_t> ids;
-        for (const Command &cmd : commands)
-            if (cmd.request_id != 0 && cmd.op != Op::Barrier)
-                ids.push_back(cmd.request_id);
-        if (!ids.empty())
-            for (const RequestRecord &rec : storage_.request_lookup_many(ids))
-                applied_before.emplace(rec.request_id, rec);
-    }
-
+    /* At most once (request_origins.h): a request id already applied — in an
+     * earlier entry, or earlier in this one — is answered with its recorded
+     * outcome, and one its origin is done with is refused; neither runs
+     * again, whether or not it carries the retry flag (a copy can arrive
+     * without it: a resend racing the first attempt's reply).  Each command
+     * first raises its origin's floor: it never lies above its own id. */
     for (uint32_t i = 0; i < commands.size(); i++) {
         const Command &cmd = commands[i];
-        bool look_up = !kPlantPoisonedEntry || cmd.is_retry();
-        if (cmd.request_id != 0 && cmd.op != Op::Barrier && look_up) {
-            const RequestRecord *seen = nullptr;
-            auto here = entry_record_index_.find(cmd.request_id);
-            if (here != entry_record_index_.end() && !kPlantPoisonedEntry) {
-                seen = &entry_records_[here->second];
-            } else {
-                auto before = applied_before.find(cmd.request_id);
-                if (before != applied_before.end())
-                    seen = &before->second;
+        bool client = cmd.request_id != 0 && cmd.op != Op::Barrier;
+        if (client && track_origins_)
+            origins_.heard(cmd.request_id, cmd.floor, now);
+        if (client && (!kPlantPoisonedEntry || cmd.is_retry())) {
+            RecordedOutcome seen;
+            bool copy = false;
+            auto here = entry_outcomes_.find(cmd.request_id);
+            if (here != entry_outcomes_.end() && !kPlantPoisonedEntry) {
+                seen = here->second;
+                copy = true;
+            } else if (track_origins_ && !kPlantNoRequestLog) {
+                switch (origins_.lookup(cmd.request_id, &seen)) {
+                case RequestOrigins::Seen::Applied:
+                    copy = true;
+                    break;
+                case RequestOrigins::Seen::Finished:
+                    seen = RecordedOutcome{cmd.request_id, static_cast<uint8_t>(ResultCode::Finished), 0};
+                    copy = true;
+                    break;
+                case RequestOrigins::Seen::New:
+                    break;
+                }
             }
-            if (seen) {
+            if (copy) {
                 duplicates_answered_++;
                 results.push_back(
-                    CommandResult{cmd.request_id, static_cast<ResultCode>(seen->code), seen->value});
+                    CommandResult{cmd.request_id, static_cast<ResultCode>(seen.code), seen.value});
                 continue;
             }
         }
@@ -178,17 +198,16 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
             r = execute(cmd, ctx);
         }
         results.push_back(r);
-        if (cmd.request_id != 0 && cmd.op != Op::Barrier)
+        if (client)
             record_outcome(cmd.request_id, r.code, r.value, now);
     }
     settled_ = nullptr;
-    if (request_log_ && !entry_records_.empty())
-        storage_.request_record(entry_records_);
-    entry_records_.clear();
-    entry_record_index_.clear();
+    entry_outcomes_.clear();
 
     meta.applied_index = index;
     meta.log_time_us = now;
+    if (track_origins_ && origins_.changed())
+        meta.origins = origins_.encode();
     storage_.store_meta(meta);
     return true;
 }
@@ -432,6 +451,7 @@ std::string StateMachine::snapshot()
     w.u8(kSnapshotFormat);
     w.u64(meta.applied_index);
     w.i64(meta.log_time_us);
+    w.bytes(meta.origins);
     storage_.for_each_map_entry([&](const MapEntry &e) {
         w.u8(kRecordMapEntry);
         w.u8(static_cast<uint8_t>(e.kind));
@@ -446,13 +466,6 @@ std::string StateMachine::snapshot()
         w.u8(kRecordCounter);
         w.bytes(c.name);
         w.i64(c.value);
-    });
-    storage_.for_each_request([&](const RequestRecord &q) {
-        w.u8(kRecordRequest);
-        w.u64(q.request_id);
-        w.u8(q.code);
-        w.i64(q.value);
-        w.i64(q.recorded_at_us);
     });
     storage_.for_each_object([&](const ObjectKey &k, const ObjectRow &row) {
         w.u8(kRecordObject);
@@ -471,11 +484,16 @@ bool StateMachine::restore(const void *data, size_t len)
     ByteReader r(data, len);
     if (r.u32() != kSnapshotMagic)
         throw DecodeError("not an atomix snapshot");
-    if (r.u8() != kSnapshotFormat)
+    uint8_t format = r.u8();
+    if (format != kSnapshotFormat && format != 2)
         throw DecodeError("unsupported atomix snapshot format");
     PartitionMeta snap;
     snap.applied_index = r.u64();
     snap.log_time_us = r.i64();
+    if (format >= 3) {
+        snap.origins = r.bytes();
+        (void)RequestOrigins::decode(snap.origins); /* damaged: refuse it whole */
+    }
 
     if (storage_.load_meta().applied_index >= snap.applied_index)
         return false;
@@ -484,7 +502,6 @@ bool StateMachine::restore(const void *data, size_t len)
      * must leave the replica as it was. */
     std::vector<MapEntry> entries;
     std::vector<CounterRow> counters;
-    std::vector<RequestRecord> requests;
     std::vector<std::pair<ObjectKey, ObjectRow>> objects;
     for (;;) {
         uint8_t kind = r.u8();
@@ -507,13 +524,11 @@ bool StateMachine::restore(const void *data, size_t len)
             c.name = r.bytes();
             c.value = r.i64();
             counters.push_back(std::move(c));
-        } else if (kind == kRecordRequest) {
-            RequestRecord q;
-            q.request_id = r.u64();
-            q.code = r.u8();
-            q.value = r.i64();
-            q.recorded_at_us = r.i64();
-            requests.push_back(q);
+        } else if (kind == kRecordRequest && format == 2) {
+            (void)r.u64(); /* request id, code, value, recorded at */
+            (void)r.u8();
+            (void)r.i64();
+            (void)r.i64();
         } else if (kind == kRecordObject) {
             std::pair<ObjectKey, ObjectRow> o;
             o.first.kind = static_cast<char>(r.u8());
@@ -534,8 +549,6 @@ bool StateMachine::restore(const void *data, size_t len)
         storage_.map_put(e.kind, e.map, e.key, e.row);
     for (const CounterRow &c : counters)
         storage_.counter_put(c.name, c.value);
-    if (!requests.empty())
-        storage_.request_record(requests);
     for (const auto &o : objects)
         storage_.object_put(o.first.kind, o.first.name, o.second);
     storage_.store_meta(snap);

@@ -24,6 +24,7 @@
 
 #include "codec.h"
 #include "objects.h"
+#include "request_origins.h"
 
 namespace atomix {
 
@@ -38,6 +39,9 @@ inline int64_t make_version(uint64_t index, uint32_t position)
 struct PartitionMeta {
     uint64_t applied_index = 0;
     int64_t log_time_us = 0; /* latest leader stamp applied */
+    /* what the partition remembers of each node sending it commands, for at
+     * most once (request_origins.h's encoding; "" when empty) */
+    std::string origins;
 };
 
 struct MapRow {
@@ -76,20 +80,10 @@ struct ObjectKey {
     std::string name;
 };
 
-/* The outcome of an applied client command, kept for a while so that a
- * retried command is answered, not applied twice. */
-struct RequestRecord {
-    uint64_t request_id = 0;
-    uint8_t code = 0; /* ResultCode */
-    int64_t value = 0;
-    int64_t recorded_at_us = 0; /* log time */
-};
-
-/* How long applied request ids are remembered (log time), and how often the
- * old ones are dropped.  Retries stop well before (atomix.unavailable_timeout
- * is capped below this). */
-constexpr int64_t kRequestLogWindowUs = 10LL * 60 * 1000000;
-constexpr int64_t kRequestLogPurgeEveryUs = 60LL * 1000000;
+/* How often (log time) origins unheard of for kOriginIdleUs are forgotten,
+ * and how long a closed session's tombstone is kept. */
+constexpr int64_t kForgetEveryUs = 60LL * 1000000;
+constexpr int64_t kTombstoneKeepUs = kOriginIdleUs;
 
 /* Where a partition's state lives.  Implementations may throw (the PG one
  * turns Postgres errors into exceptions); the caller decides what to do. */
@@ -121,19 +115,9 @@ class PartitionStorage {
     virtual std::optional<int64_t> counter_get(const std::string &name) = 0;
     virtual void counter_put(const std::string &name, int64_t value) = 0;
 
-    /* The records among `ids` (one round trip for a whole entry). */
-    virtual std::vector<RequestRecord> request_lookup_many(const std::vector<uint64_t> &ids) = 0;
-    /* Inserts new records and overwrites existing ones (a settled wait
-     * replaces its Pending record).  A request id may appear only once per
-     * call: Postgres refuses an INSERT ... ON CONFLICT DO UPDATE that would
-     * touch a row twice, and so does MemoryStorage. */
-    virtual void request_record(const std::vector<RequestRecord> &records) = 0;
-    virtual void request_purge(int64_t before_us) = 0;
-
     /* Whole-state access for snapshots. */
     virtual void for_each_map_entry(const std::function<void(const MapEntry &)> &fn) = 0;
     virtual void for_each_counter(const std::function<void(const CounterRow &)> &fn) = 0;
-    virtual void for_each_request(const std::function<void(const RequestRecord &)> &fn) = 0;
     virtual void for_each_object(
         const std::function<void(const ObjectKey &, const ObjectRow &)> &fn) = 0;
     virtual void clear_all() = 0;
@@ -156,6 +140,10 @@ enum class ResultCode : uint8_t {
      * write.  The SQL layer refuses these first; this catches what a peer or
      * an older node may still send. */
     Refused = 9,
+    /* A copy of a request its origin node is already done with (it saw the
+     * request applied, or told its caller it failed): not run again, and
+     * nobody waits for this answer (request_origins.h). */
+    Finished = 10,
 };
 
 /* Limits the state machine enforces itself (the SQL layer's are the same or
@@ -203,15 +191,19 @@ class StateMachine {
      * after its last snapshot keeps its newer tables). */
     bool restore(const void *data, size_t len);
 
-    /* Whether applied client commands are recorded for retry detection.
-     * Must be the same on every replica of a partition: a one-node cluster
-     * never retries (there is no other leader to retry against), so it
-     * skips the cost. */
-    void set_request_log(bool enabled) { request_log_ = enabled; }
+    /* Whether copies of requests are looked for (request_origins.h).  Must
+     * be the same on every replica of a partition: a one-node cluster never
+     * retries (there is no other leader to retry against), so it skips the
+     * cost; copies inside one entry are still answered once. */
+    void set_track_origins(bool enabled) { track_origins_ = enabled; }
 
-    /* Copies of an already applied request answered from the request log
-     * (or from an earlier copy in the same entry) since this replica started. */
+    /* Copies of an earlier request answered with its recorded outcome, or
+     * refused as finished, since this replica started. */
     uint64_t duplicates_answered() const { return duplicates_answered_; }
+
+    /* The recorded outcome of an applied request (after a snapshot restore:
+     * the forwards its entries carried are answered from it). */
+    std::optional<RecordedOutcome> recorded_outcome(uint64_t request_id);
 
     /* Forgets cached derived state (after the storage rolled back). */
     void forget_caches() { next_deadline_known_ = false; }
@@ -297,15 +289,16 @@ class StateMachine {
 
     PartitionStorage &storage_;
     bool next_deadline_known_ = false;
-    bool request_log_ = true;
+    bool track_origins_ = true;
     std::optional<int64_t> next_deadline_;
     std::vector<WatchEvent> *events_ = nullptr;
     std::vector<uint64_t> *closed_sink_ = nullptr;
     std::vector<CommandResult> *settled_ = nullptr; /* during apply */
-    /* During apply: the outcomes this entry records, one per request id
-     * (a wait settled in the same entry overwrites its Pending outcome). */
-    std::vector<RequestRecord> entry_records_;
-    std::unordered_map<uint64_t, size_t> entry_record_index_; /* id → position */
+    /* During apply: the partition's origins (request_origins.h), and the
+     * outcomes of this entry's own requests (a one-node cluster keeps only
+     * these; a wait settled in the same entry overwrites its Pending). */
+    RequestOrigins origins_;
+    std::unordered_map<uint64_t, RecordedOutcome> entry_outcomes_;
     int64_t settle_now_us_ = 0;
     uint64_t duplicates_answered_ = 0;
     std::vector<uint64_t> closing_; /* sessions a node lease expiry is closing */

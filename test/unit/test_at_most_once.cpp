@@ -6,10 +6,11 @@
  * a timeout while the first copy sat in a stuck connection, racing a "not
  * leader" reply, or after a leader change.  Both copies may land in the same
  * packed entry, or in different entries, with or without the retry flag.
- * Every copy must be answered with the first one's outcome, and nothing
- * may reach the storage twice — MemoryStorage, like Postgres, refuses a
- * request id twice in one request-log insert, which is what crash-looped
- * every worker of a real cluster on one committed entry.
+ * Every copy must be answered with the first one's outcome (or, once its
+ * origin is done with it, refused as finished: src/core/request_origins.h),
+ * and nothing may reach the storage twice.  atomix 0.1 crash-looped every
+ * worker of a real cluster on one committed entry that held one request id
+ * twice (it could not write two request-log rows for it).
  *
  * Also: limits every replica enforces before any write (a peer may send
  * what the SQL layer refuses), and storage failures surfacing as exceptions
@@ -107,28 +108,126 @@ void assert_same(const std::vector<CommandResult> &copies, size_t n, ResultCode 
     }
 }
 
+/* ---- floors (src/core/request_origins.h) ---- */
+
+/* request id `n` of origin `origin` (a node's worker life) */
+uint64_t oid(uint64_t origin, uint32_t n) { return (origin << 32) | n; }
+
+Command incr_from(uint64_t rid, uint64_t floor)
+{
+    Command c = with_rid(counter_cmd(Op::CounterIncr, "c", 1), rid);
+    c.floor = floor;
+    return c;
+}
+
+/* An origin done with a request says so with the floor of its next one: a
+ * copy below the floor is refused, never run — also the first copy to come
+ * after its origin gave up on it — and the table forgets outcomes below it.
+ * A stale copy carrying an older floor never lowers it; copies at or above
+ * the floor are answered with their outcome; all of it survives a snapshot. */
+static void copies_below_the_floor_are_refused(void **)
+{
+    const uint64_t O = 5;
+    Replica r;
+    assert_same(r.of(r.at(100, {incr_from(oid(O, 1), oid(O, 1))}), oid(O, 1)), 1, ResultCode::Ok, 1);
+    assert_true(r.sm.recorded_outcome(oid(O, 1)).has_value());
+    /* o3 was never sent before its origin gave up on it; o4 says so */
+    assert_same(r.of(r.at(200, {incr_from(oid(O, 2), oid(O, 2)), incr_from(oid(O, 4), oid(O, 2))}),
+                     oid(O, 4)),
+                1, ResultCode::Ok, 3);
+    assert_false(r.sm.recorded_outcome(oid(O, 1)).has_value()); /* forgotten below the floor */
+    r.at(250, {incr_from(oid(O, 5), oid(O, 4))});
+    assert_int_equal(r.counter("c"), 4);
+    uint64_t dups = r.sm.duplicates_answered();
+
+    std::vector<CommandResult> late = r.at(300, {retried(incr_from(oid(O, 1), oid(O, 1))),
+                                                 incr_from(oid(O, 3), oid(O, 3)),
+                                                 retried(incr_from(oid(O, 4), oid(O, 2)))});
+    assert_same(r.of(late, oid(O, 1)), 1, ResultCode::Finished, 0);
+    assert_same(r.of(late, oid(O, 3)), 1, ResultCode::Finished, 0);
+    assert_same(r.of(late, oid(O, 4)), 1, ResultCode::Ok, 3);
+    assert_int_equal(r.counter("c"), 4);
+    assert_int_equal(r.sm.duplicates_answered() - dups, 3);
+
+    Replica copy;
+    std::string snap = r.sm.snapshot();
+    assert_true(copy.sm.restore(snap.data(), snap.size()));
+    copy.index = r.index;
+    std::vector<CommandResult> after = copy.at(400, {incr_from(oid(O, 2), oid(O, 2)),
+                                                     incr_from(oid(O, 5), oid(O, 4))});
+    assert_same(copy.of(after, oid(O, 2)), 1, ResultCode::Finished, 0);
+    assert_same(copy.of(after, oid(O, 5)), 1, ResultCode::Ok, 4);
+    assert_int_equal(copy.counter("c"), 4);
+}
+
+/* A floor speaks for its own origin only: another node's requests, and a
+ * floor field naming another origin, leave it alone. */
+static void floors_are_per_origin(void **)
+{
+    const uint64_t O = 5, P = 6;
+    Replica r;
+    r.at(100, {incr_from(oid(O, 7), oid(O, 7)), incr_from(oid(P, 1), oid(P, 1))});
+    r.at(200, {incr_from(oid(P, 9), oid(P, 9)), incr_from(oid(O, 8), oid(P, 9))});
+    std::vector<CommandResult> copies = r.at(300, {incr_from(oid(O, 7), 0), incr_from(oid(P, 1), 0)});
+    assert_same(r.of(copies, oid(O, 7)), 1, ResultCode::Ok, 1); /* O's floor did not move */
+    assert_same(r.of(copies, oid(P, 1)), 1, ResultCode::Finished, 0);
+    assert_int_equal(r.counter("c"), 4);
+}
+
+/* One request stuck while its origin's later ones apply keeps the floor
+ * down; past kMaxOutcomesPerOrigin outcomes the floor is raised past the
+ * oldest, so the table stays bounded: what falls below is refused, never
+ * run twice. */
+static void a_stuck_request_cannot_grow_the_table_for_ever(void **)
+{
+    const uint64_t O = 5;
+    Replica r;
+    std::vector<Command> many;
+    for (uint32_t n = 2; n <= kMaxOutcomesPerOrigin + 2; n++)
+        many.push_back(incr_from(oid(O, n), oid(O, 1))); /* o1 is stuck */
+    r.at(100, many);
+    RequestOrigins t = RequestOrigins::decode(r.st.load_meta().origins);
+    assert_int_equal(t.origins().size(), 1);
+    assert_int_equal(t.origins()[0].outcomes.size(), kMaxOutcomesPerOrigin);
+    assert_true(t.origins()[0].floor == oid(O, 3));
+    int64_t count = r.counter("c");
+    std::vector<CommandResult> late =
+        r.at(200, {incr_from(oid(O, 1), oid(O, 1)), incr_from(oid(O, 2), oid(O, 1)),
+                   incr_from(oid(O, kMaxOutcomesPerOrigin + 2), oid(O, 1))});
+    assert_same(r.of(late, oid(O, 1)), 1, ResultCode::Finished, 0);
+    assert_same(r.of(late, oid(O, 2)), 1, ResultCode::Finished, 0);
+    assert_same(r.of(late, oid(O, kMaxOutcomesPerOrigin + 2)), 1, ResultCode::Ok, count);
+    assert_int_equal(r.counter("c"), count);
+}
+
+/* The origin lets go of a lock acquire once it saw it applied (Pending): a
+ * copy after that is refused — no second place in the queue — and the
+ * waiter is still granted the lock by the release. */
+static void the_floor_passes_a_waiting_acquire(void **)
+{
+    Replica r;
+    uint64_t A = sid(1, 1), B = sid(2, 1);
+    const uint64_t O = 9;
+    r.at(100, {acquire(A, oid(O, 1), "L")});
+    Command b = acquire(B, oid(O, 2), "L");
+    b.floor = oid(O, 2);
+    assert_same(r.of(r.at(200, {b}), oid(O, 2)), 1, ResultCode::Pending, 0);
+    Command other = incr_from(oid(O, 3), oid(O, 3));
+    r.at(250, {other});
+    assert_same(r.of(r.at(300, {retried(b)}), oid(O, 2)), 1, ResultCode::Finished, 0);
+    assert_int_equal(r.lock("L").waiters.size(), 1);
+    std::vector<CommandResult> rel = r.at(400, {release(A, oid(O, 4), "L")});
+    assert_same(r.of(rel, oid(O, 2)), 1, ResultCode::Ok, make_version(r.index, 0));
+    assert_true(r.lock("L").holder == B);
+}
+
 } // namespace
 
 /* The storage double refuses what Postgres refuses. */
 static void memory_storage_is_as_strict_as_postgres(void **)
 {
     MemoryStorage st;
-    RequestRecord a{7, 0, 1, 10};
     bool refused = false;
-    try {
-        st.request_record({a, a});
-    } catch (const StorageRefused &) {
-        refused = true;
-    }
-    assert_true(refused);
-    assert_int_equal(st.request_count(), 0);
-    /* across calls the second write overwrites (ON CONFLICT DO UPDATE) */
-    st.request_record({a});
-    a.value = 2;
-    st.request_record({a});
-    assert_int_equal(st.request_lookup_many({7})[0].value, 2);
-
-    refused = false;
     try {
         st.map_put(kEntryMap, "m", std::string(3000, 'k'), MapRow{});
     } catch (const StorageRefused &) {
@@ -326,6 +425,10 @@ int main()
         cmocka_unit_test(map_commit_applied_once),
         cmocka_unit_test(limits_refused_before_any_write),
         cmocka_unit_test(storage_failure_is_a_machine_failure),
+        cmocka_unit_test(copies_below_the_floor_are_refused),
+        cmocka_unit_test(floors_are_per_origin),
+        cmocka_unit_test(a_stuck_request_cannot_grow_the_table_for_ever),
+        cmocka_unit_test(the_floor_passes_a_waiting_acquire),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

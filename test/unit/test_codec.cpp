@@ -211,7 +211,7 @@ static void wire_layout_is_pinned(void **)
     h.stamp_us = 0x0102030405060708LL;
     h.count = 0x0a0b0c0d;
     encode_entry_header(h, out);
-    const char header[] = "XMTA\x02"
+    const char header[] = "XMTA\x03"
                           "\x08\x07\x06\x05\x04\x03\x02\x01"
                           "\x0d\x0c\x0b\x0a";
     assert_int_equal(out.size(), kEntryHeaderSize);
@@ -219,6 +219,7 @@ static void wire_layout_is_pinned(void **)
 
     Command c = cmd_of(Op::MapPut, "m", "k", "v");
     c.request_id = 9;
+    c.floor = 6;
     c.session = 0x0001000000000003ULL;
     c.epoch = 5;
     c.arg2 = -1;
@@ -226,6 +227,7 @@ static void wire_layout_is_pinned(void **)
     encode_command(c, wire);
     std::string expect("\x01\x00"                         /* op, flags */
                        "\x09\x00\x00\x00\x00\x00\x00\x00" /* request id */
+                       "\x06\x00\x00\x00\x00\x00\x00\x00" /* floor */
                        "\x03\x00\x00\x00\x00\x00\x01\x00" /* session */
                        "\x05\x00\x00\x00\x00\x00\x00\x00" /* epoch */
                        "\x01\x00\x00\x00m"
@@ -235,8 +237,32 @@ static void wire_layout_is_pinned(void **)
                        "\x00\x00\x00\x00\x00\x00\x00\x00" /* if_version */
                        "\x00\x00\x00\x00\x00\x00\x00\x00" /* arg1 */
                        "\xff\xff\xff\xff\xff\xff\xff\xff", /* arg2 */
-                       73);
+                       81);
     assert_true(wire == expect);
+    assert_int_equal(encoded_command_size(c), wire.size());
+    patch_request_id(wire, 0x1234);
+    patch_request_floor(wire, 0x1230);
+    Command back = decode_command(wire.data(), wire.size());
+    assert_true(back.request_id == 0x1234 && back.floor == 0x1230);
+}
+
+/* Entries of format 2 (atomix 0.4: commands without a floor) stay in Raft
+ * logs across the upgrade and still decode, with floor 0. */
+static void format_2_entries_still_decode(void **)
+{
+    Command c = cmd_of(Op::MapPut, "m", "k", "v");
+    c.request_id = 9;
+    c.floor = 6;
+    std::string entry = pack(1, {c, c});
+    std::string old = entry.substr(0, kEntryHeaderSize);
+    old[4] = 2;
+    std::string one;
+    encode_command(c, one);
+    one.erase(kCommandFloorOffset, 8);
+    old += one + one;
+    std::vector<Command> got = read_entry(old.data(), old.size(), nullptr);
+    assert_int_equal(got.size(), 2);
+    assert_true(got[1].request_id == 9 && got[1].floor == 0 && got[1].value == "v");
 }
 
 static void byte_reader_writer(void **)
@@ -367,7 +393,7 @@ static void bad_header_and_op_rejected(void **)
     assert_true(rejects(overcount));
     /* a length field claiming 4 GiB must not allocate, just fail */
     std::string huge_len = entry;
-    memcpy(&huge_len[kEntryHeaderSize + 26], "\xff\xff\xff\xff", 4); /* the name length */
+    memcpy(&huge_len[kEntryHeaderSize + 34], "\xff\xff\xff\xff", 4); /* the name length */
     assert_true(rejects(huge_len));
     /* nullptr with length 0 is simply "too short" */
     assert_true(outcome_of([] { EntryReader r(nullptr, 0); }) == Outcome::DecodeError);
@@ -402,6 +428,7 @@ int main(void)
         cmocka_unit_test(packed_entry_with_many_commands),
         cmocka_unit_test(empty_entry),
         cmocka_unit_test(wire_layout_is_pinned),
+        cmocka_unit_test(format_2_entries_still_decode),
         cmocka_unit_test(byte_reader_writer),
         cmocka_unit_test(patch_entry_count_works),
         cmocka_unit_test(truncation_at_every_length_throws),

@@ -590,7 +590,7 @@ static void commands_and_keep_alives_renew_leases(void **)
     assert_false(r.lock("L").has_value()); /* free and nobody waits: forgotten */
     assert_false(r.lock("M").has_value());
     /* what is left to wait for is forgetting the tombstone */
-    assert_true(r.sm.next_deadline() == t + 5 * kSec + kRequestLogWindowUs);
+    assert_true(r.sm.next_deadline() == t + 5 * kSec + kTombstoneKeepUs);
 }
 
 /* A keep-alive lists the node's live sessions among those with sequence
@@ -772,7 +772,7 @@ static void restarted_node_first_command_closes_previous_life(void **)
 
 /* SessionClose (the backend exited): locks pass on, waits end with
  * SessionExpired, permits return, candidates leave, and a tombstone refuses
- * the session's late commands for the request log window. */
+ * the session's late commands for kTombstoneKeepUs. */
 static void session_close_releases_everything(void **)
 {
     Replica r;
@@ -804,7 +804,7 @@ static void session_close_releases_everything(void **)
     assert_false(r.session_open(A));
     assert_true(r.lease(1).sessions.empty());
     std::optional<ObjectRow> tomb = r.st.object_get(kKindTombstone, tombstone_key(A, E1));
-    assert_true(tomb && tomb->deadline_us == 100 + kRequestLogWindowUs);
+    assert_true(tomb && tomb->deadline_us == 100 + kTombstoneKeepUs);
 
     /* its late commands are refused */
     assert_result(r.one(100, acquire(A, 11, "L")), ResultCode::SessionExpired, 0);
@@ -816,10 +816,10 @@ static void session_close_releases_everything(void **)
     assert_result(r.one(100, close_session(A, 14)), ResultCode::Ok, 1);
     assert_true(r.holder("L") == B);
 
-    /* the tombstone is forgotten after the request log window */
-    r.at(100 + kRequestLogWindowUs - 1, {});
+    /* the tombstone is forgotten after kTombstoneKeepUs */
+    r.at(100 + kTombstoneKeepUs - 1, {});
     assert_true(r.tombstoned(A));
-    r.at(100 + kRequestLogWindowUs, {});
+    r.at(100 + kTombstoneKeepUs, {});
     assert_false(r.tombstoned(A));
 }
 
@@ -1537,7 +1537,7 @@ std::vector<std::pair<int64_t, std::vector<Command>>> scenario()
     log.push_back({2 * kSec, {}});       /* node 1 expires: L to B, s to B, e to c */
     log.push_back({2100000, {release(B, 19, "L"), sem_release(B, 20, "s", 1), close_session(B, 21)}});
     log.push_back({3 * kSec, {}});       /* S/el and v expire */
-    log.push_back({3 * kSec + kRequestLogWindowUs, {}}); /* tombstones forgotten */
+    log.push_back({3 * kSec + kTombstoneKeepUs, {}}); /* tombstones forgotten */
     return log;
 }
 

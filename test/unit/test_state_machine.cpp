@@ -60,7 +60,7 @@ Command put(const std::string &key, const std::string &value, const std::string 
 } // namespace
 
 /* A command resent with the retry flag after a leader change is answered
- * from the request log when its first attempt was applied, and applied when
+ * from its recorded outcome when its first attempt was applied, and applied when
  * it was not. */
 static void retried_command_applies_once(void **)
 {
@@ -89,13 +89,14 @@ static void retried_command_applies_once(void **)
     assert_true(r.get("m", "k")->version == v);
 }
 
-/* The request log forgets at log-time minute boundaries, identically on
- * every replica, and travels in snapshots. */
-static void request_log_window_and_snapshots(void **)
+/* What a partition remembers of a request's origin travels in snapshots,
+ * and an origin unheard of for kOriginIdleUs is forgotten at a log-time
+ * minute boundary, identically on every replica. */
+static void request_origins_window_and_snapshots(void **)
 {
     Replica r;
     Command incr = counter_cmd(Op::CounterIncr, "c", 1);
-    incr.request_id = 7;
+    incr.request_id = (7ULL << 32) | 1;
     r.one(1, 1000, incr);
 
     Replica copy;
@@ -105,13 +106,14 @@ static void request_log_window_and_snapshots(void **)
     again.flags |= kFlagRetry;
     assert_result(copy.one(2, 2000, again), ResultCode::Ok, 1);
     assert_true(*copy.st.counter_get("c") == 1);
+    assert_true(copy.sm.recorded_outcome(incr.request_id)->value == 1);
 
-    /* past the window the id is forgotten: a (very late) retry applies */
-    int64_t later = 1000 + kRequestLogWindowUs + kRequestLogPurgeEveryUs;
+    /* past the window the origin is forgotten: a (very late) retry applies */
+    int64_t later = 1000 + kOriginIdleUs + kForgetEveryUs;
     assert_result(r.one(2, later, again), ResultCode::Ok, 2);
-    int remembered = 0;
-    r.st.for_each_request([&](const RequestRecord &) { remembered++; });
-    assert_int_equal(remembered, 1); /* only the late one */
+    RequestOrigins left = RequestOrigins::decode(r.st.load_meta().origins);
+    assert_int_equal(left.origins().size(), 1); /* heard again by the late one */
+    assert_int_equal(left.origins()[0].heard_us, later);
 }
 
 static void version_layout(void **)
@@ -529,7 +531,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(version_layout),
         cmocka_unit_test(retried_command_applies_once),
-        cmocka_unit_test(request_log_window_and_snapshots),
+        cmocka_unit_test(request_origins_window_and_snapshots),
         cmocka_unit_test(map_put_versions_strictly_increase),
         cmocka_unit_test(request_ids_are_echoed),
         cmocka_unit_test(map_put_if_version),

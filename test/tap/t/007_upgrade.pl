@@ -1,10 +1,13 @@
-# 007_upgrade.pl — an atomix 0.1 installation upgrades in place to 0.2, 0.3
-# and then 0.4 with ALTER EXTENSION atomix UPDATE, keeping its data: the
+# 007_upgrade.pl — an atomix 0.1 installation upgrades in place to 0.2, 0.3,
+# 0.4 and then 0.5 with ALTER EXTENSION atomix UPDATE, keeping its data: the
 # state written under 0.1 reads back the same after each step,
 # atomix.partitions gains its health columns (0.2), atomix.stats appears and
-# counts (0.3) and shows hibernation (0.4), and the upgraded schema matches a
-# fresh 0.4 install object for object.  0.2 and 0.3 installations go to 0.4
-# in one step as well.
+# counts (0.3) and shows hibernation (0.4), the request log gives way to
+# partition_state.origins (0.5), and the upgraded schema matches a fresh 0.5
+# install object for object.  0.2, 0.3 and 0.4 installations go to 0.5 in one
+# step as well.  A 3-node cluster of this build on a 0.4 schema does not
+# serve (it has nowhere to keep what at most once needs) and says so, until
+# ALTER EXTENSION atomix UPDATE; then it serves, and remembers origins.
 use strict;
 use warnings;
 
@@ -56,9 +59,9 @@ is($node->safe_psql('postgres', "SELECT atomix.map_get('m', 'k2') || atomix.map_
 isnt($ret, 0, '0.3 has no hibernating column in atomix.stats');
 
 my $before_04 = state_dump($node);
-$node->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+$node->safe_psql('postgres', "ALTER EXTENSION atomix UPDATE TO '0.4'");
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
-	'0.4', 'updated to 0.4 (the default version)');
+	'0.4', 'updated to 0.4');
 is(state_dump($node), $before_04, 'the state written under 0.1 and 0.3 is unchanged after 0.4');
 is($node->safe_psql('postgres',
 		'SELECT count(*), count(hibernating), count(hibernations), sum(raft_messages) >= 0, '
@@ -66,6 +69,22 @@ is($node->safe_psql('postgres',
 	'16|16|16|t|t', 'atomix.stats shows hibernation after the update to 0.4');
 is($node->safe_psql('postgres', "SELECT atomix.map_get('m', 'k2') || atomix.map_get('m', 'k')"),
 	'wv', 'atomix works after the update to 0.4');
+is($node->safe_psql('postgres', "SELECT to_regclass('atomix.request_log') IS NOT NULL"),
+	't', '0.4 still has the request log');
+
+my $before_05 = state_dump($node);
+$node->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.5', 'updated to 0.5 (the default version)');
+is(state_dump($node), $before_05, 'the state written under 0.1, 0.3 and 0.4 is unchanged after 0.5');
+is($node->safe_psql('postgres',
+		"SELECT to_regclass('atomix.request_log') IS NULL, count(*), count(*) FILTER (WHERE origins = '') "
+		  . 'FROM atomix.partition_state'),
+	't|16|16', 'the request log is gone; every partition has an (empty: one node) origins column');
+$node->safe_psql('postgres', "SELECT atomix.map_put('m', 'k3', 'x'), atomix.counter_incr('c', 1)");
+is($node->safe_psql('postgres',
+		"SELECT atomix.map_get('m', 'k3') || atomix.map_get('m', 'k2') || atomix.counter_get('c')"),
+	'xw8', 'atomix works after the update to 0.5');
 
 # the upgraded schema equals a fresh install
 my $describe = q{
@@ -79,11 +98,11 @@ my $functions = q{
 my ($upgraded_rel, $upgraded_fn) = map { $node->safe_psql('postgres', $_) } $describe, $functions;
 $node->stop;
 my $fresh = atomix_node('fresh');
-is($fresh->safe_psql('postgres', $describe), $upgraded_rel, 'tables and columns match a fresh 0.4 install');
-is($fresh->safe_psql('postgres', $functions), $upgraded_fn, 'functions match a fresh 0.4 install');
+is($fresh->safe_psql('postgres', $describe), $upgraded_rel, 'tables and columns match a fresh 0.5 install');
+is($fresh->safe_psql('postgres', $functions), $upgraded_fn, 'functions match a fresh 0.5 install');
 $fresh->stop;
 
-# 0.2 -> 0.4 and 0.3 -> 0.4 in one step, with data
+# 0.2 -> 0.5, 0.3 -> 0.5 and 0.4 -> 0.5 in one step, with data
 my $from2 = atomix_node('from02', create_extension => 0);
 $from2->safe_psql('postgres', "CREATE EXTENSION atomix VERSION '0.2'");
 wait_until_serving($from2);
@@ -91,9 +110,9 @@ $from2->safe_psql('postgres', "SELECT atomix.map_put('m', 'k', 'v'), atomix.coun
 my $before2 = state_dump($from2);
 $from2->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
 is($from2->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
-	'0.4', '0.2 updated to 0.4');
+	'0.5', '0.2 updated to 0.5');
 is(state_dump($from2), $before2, 'the state written under 0.2 is unchanged');
-is($from2->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.4 install');
+is($from2->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.5 install');
 $from2->stop;
 
 my $from3 = atomix_node('from03', create_extension => 0);
@@ -103,10 +122,46 @@ $from3->safe_psql('postgres', "SELECT atomix.map_put('m', 'k', 'v'), atomix.coun
 my $before3 = state_dump($from3);
 $from3->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
 is($from3->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
-	'0.4', '0.3 updated to 0.4');
+	'0.5', '0.3 updated to 0.5');
 is(state_dump($from3), $before3, 'the state written under 0.3 is unchanged');
-is($from3->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.4 install');
+is($from3->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.5 install');
 is($from3->safe_psql('postgres', $functions), $upgraded_fn, 'and its functions too');
 $from3->stop;
+
+my $from4 = atomix_node('from04', create_extension => 0);
+$from4->safe_psql('postgres', "CREATE EXTENSION atomix VERSION '0.4'");
+wait_until_serving($from4);
+$from4->safe_psql('postgres', "SELECT atomix.map_put('m', 'k', 'v'), atomix.counter_incr('c', 3)");
+my $before4 = state_dump($from4);
+$from4->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+is($from4->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.5', '0.4 updated to 0.5');
+is(state_dump($from4), $before4, 'the state written under 0.4 is unchanged');
+is($from4->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matches a fresh 0.5 install');
+is($from4->safe_psql('postgres', $functions), $upgraded_fn, 'and its functions too');
+$from4->stop;
+
+# A cluster on a 0.4 schema: this build will not serve it (a partition could
+# not keep its request origins across restarts) and says what to do.
+my @nodes = atomix_cluster(3, name => 'old', start => 0);
+$_->start for @nodes;
+$_->safe_psql('postgres', "CREATE EXTENSION atomix VERSION '0.4'") for @nodes;
+wait_for_log_line($nodes[0], qr/tables predate this build of atomix; not serving/, 0, 60);
+my ($rc, $stdout, $stderr) = $nodes[0]->psql('postgres', "SELECT atomix.map_put('m', 'k', 'v')");
+isnt($rc, 0, 'a write on the 0.4 schema fails');
+like($stderr, qr/ALTER EXTENSION atomix UPDATE/, 'and says to run ALTER EXTENSION atomix UPDATE');
+$_->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE') for @nodes;
+wait_for_leaders(\@nodes, 90);
+for my $i (0 .. 2)
+{
+	$nodes[$i]->safe_psql('postgres', "SELECT atomix.counter_incr('shared', 1) FROM generate_series(1, 20)");
+}
+wait_for_same_state(\@nodes, 30);
+is($nodes[2]->safe_psql('postgres', "SELECT atomix.counter_get('shared')"),
+	'60', 'after the update the cluster serves every node');
+is($nodes[1]->safe_psql('postgres',
+		"SELECT count(*) > 0 FROM atomix.partition_state WHERE origins <> ''"),
+	't', 'and its partitions remember request origins');
+$_->stop for @nodes;
 
 done_testing();

@@ -17,11 +17,7 @@ using namespace unit;
 
 size_t state_hash(Replica &r)
 {
-    std::string s = dump(r.st);
-    r.st.for_each_request([&](const RequestRecord &rec) {
-        s += "req " + std::to_string(rec.request_id) + " " + std::to_string(rec.code) + " " +
-             std::to_string(rec.value) + "\n";
-    });
+    std::string s = dump(r.st) + "origins " + r.st.load_meta().origins;
     return std::hash<std::string>()(s);
 }
 
@@ -41,6 +37,17 @@ void answer(Sim &sim, Replica &r, const CommandResult &res)
     Node &node = *sim.nodes[r.node];
     if (node.router)
         node.router->applied(res.request_id);
+    /* a late copy of a request this node is done with (bgworker/worker.cpp
+     * drops it too): a waiting lock acquire keeps waiting */
+    if (res.code == ResultCode::Finished) {
+        auto waiting = node.in_flight.find(res.request_id);
+        if (waiting != node.in_flight.end() && !sim.calls[waiting->second].lock_call)
+            sim.problem("node " + std::to_string(r.node + 1) + ": request " +
+                        std::to_string(res.request_id) + ", which its caller still waits for, was "
+                        "refused as finished (the floor passed it)");
+        if (res.code == ResultCode::Finished)
+            return;
+    }
     auto ka = node.keep_alives.find(res.request_id);
     if (ka != node.keep_alives.end()) { /* on_internal_result */
         if (res.code == ResultCode::Ok && res.value > 0)
@@ -155,7 +162,7 @@ bool apply_entry(Sim &sim, Replica &r, uint64_t index, const std::string &data)
     }
 
     /* at most once: a copy is answered with the first outcome, never run */
-    uint64_t copies = 0;
+    uint64_t copies = 0, refused = 0;
     std::set<uint64_t> here;
     size_t ri = 0;
     for (size_t k = 0; k < ids.size(); k++) {
@@ -170,22 +177,37 @@ bool apply_entry(Sim &sim, Replica &r, uint64_t index, const std::string &data)
         const CommandResult &res = r.results[ri++];
         if (copy) {
             copies++;
+            if (res.code == ResultCode::Finished)
+                sim.cov.copies_finished++;
             auto out = part.first_out.find(ids[k]);
-            if (out != part.first_out.end() &&
+            /* Finished: refused, not run (its origin is done with it) */
+            if (out != part.first_out.end() && res.code != ResultCode::Finished &&
                 (out->second.first != (int)res.code || out->second.second != res.value))
                 sim.problem(where + ": a copy of request " + std::to_string(ids[k]) +
                             " got a different outcome than the first (applied twice)");
         } else {
+            /* the first copy to reach the log, after its origin gave up on
+             * it (it timed out and was answered "in doubt"): refused */
+            if (res.code == ResultCode::Finished)
+                refused++;
             part.first_index.emplace(ids[k], index);
             part.first_out.emplace(ids[k], std::make_pair((int)res.code, res.value));
         }
     }
-    if (r.sm.duplicates_answered() - dups_before != copies)
-        sim.problem(where + ": " + std::to_string(copies) + " copies of earlier requests but " +
+    if (r.sm.duplicates_answered() - dups_before != copies + refused)
+        sim.problem(where + ": " + std::to_string(copies) + " copies of earlier requests and " +
+                    std::to_string(refused) + " refused as finished, but " +
                     std::to_string(r.sm.duplicates_answered() - dups_before) +
-                    " answered from the request log (one was executed twice)");
+                    " answered without running (one was executed twice)");
     sim.cov.copies_answered += copies;
+    sim.cov.copies_refused += refused;
 
+    if (index % 16 == 0) { /* the origin table stays small: what is in flight */
+        RequestOrigins t = RequestOrigins::decode(r.st.load_meta().origins);
+        for (const RequestOrigin &o : t.origins())
+            sim.cov.max_outcomes = std::max<uint64_t>(sim.cov.max_outcomes, o.outcomes.size());
+        sim.cov.max_origins = std::max<uint64_t>(sim.cov.max_origins, t.origins().size());
+    }
     if (index % 4 == 0) {
         size_t s = state_hash(r);
         auto sh = part.state_hash.emplace(index, s);
@@ -255,11 +277,11 @@ int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         Node &node = *r.sim->nodes[r.node];
         if (node.router)
             node.router->restored((int32_t)r.part, [&](uint64_t id) {
-                std::vector<RequestRecord> recs = r.st.request_lookup_many({id});
-                if (recs.empty() || recs[0].code == (int)ResultCode::Pending)
+                std::optional<RecordedOutcome> out = r.sm.recorded_outcome(id);
+                if (!out || out->code == (int)ResultCode::Pending)
                     return false;
                 r.sim->cov.answered_after_restore++;
-                answer(*r.sim, r, CommandResult{id, (ResultCode)recs[0].code, recs[0].value});
+                answer(*r.sim, r, CommandResult{id, (ResultCode)out->code, out->value});
                 return true;
             });
     } catch (const std::exception &e) {

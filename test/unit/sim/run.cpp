@@ -50,7 +50,7 @@ std::unique_ptr<Sim> make_sim(uint64_t seed, unsigned n, unsigned parts, bool ov
             r->sim = sim.get();
             r->node = i;
             r->part = p;
-            r->sm.set_request_log(true);
+            r->sm.set_track_origins(true);
             r->fsm.version = 1;
             r->fsm.data = r.get();
             r->fsm.apply = fsm_apply;
@@ -316,6 +316,10 @@ std::vector<std::string> run_seed(uint64_t seed, Coverage &total, bool trace)
     total.resends += c.resends;
     total.duplicates_dropped += c.duplicates_dropped;
     total.copies_answered += c.copies_answered;
+    total.copies_refused += c.copies_refused;
+    total.copies_finished += c.copies_finished;
+    total.max_outcomes = std::max(total.max_outcomes, c.max_outcomes);
+    total.max_origins = std::max(total.max_origins, c.max_origins);
     total.snapshots += c.snapshots;
     total.restores += c.restores;
     total.halts += c.halts;
@@ -342,11 +346,15 @@ void print_coverage(const char *what, const Coverage &c)
     for (int k = 0; k < kFaultKinds; k++)
         printf(" %s=%llu", kFaultNames[k], (unsigned long long)c.faults[k]);
     printf("\n    forwarding: %llu frames, %llu duplicated, %llu connection resets, %llu held links released "
-           "in order, %llu resends, %llu copies dropped by leaders, %llu copies answered from the request log\n",
+           "in order, %llu resends, %llu copies dropped by leaders, %llu copies answered without running (%llu of them "
+           "refused as finished), %llu first copies refused as finished; at most %llu origins and %llu outcomes of one "
+           "origin remembered by a partition\n",
            (unsigned long long)c.frames, (unsigned long long)c.duplicated, (unsigned long long)c.resets,
            (unsigned long long)c.held_released, (unsigned long long)c.resends,
-           (unsigned long long)c.duplicates_dropped, (unsigned long long)c.copies_answered);
-    printf("    raft: %llu snapshots, %llu restores (%llu calls answered from a restored request log), "
+           (unsigned long long)c.duplicates_dropped, (unsigned long long)c.copies_answered,
+           (unsigned long long)c.copies_finished, (unsigned long long)c.copies_refused,
+           (unsigned long long)c.max_origins, (unsigned long long)c.max_outcomes);
+    printf("    raft: %llu snapshots, %llu restores (%llu calls answered from restored outcomes), "
            "%llu proposals lost with leadership, %llu halts\n",
            (unsigned long long)c.snapshots, (unsigned long long)c.restores,
            (unsigned long long)c.answered_after_restore, (unsigned long long)c.proposals_lost,

@@ -200,7 +200,9 @@ struct Coverage {
     uint64_t runs = 0, calls = 0, ok = 0, fail = 0, info = 0;
     uint64_t faults[kFaultKinds] = {};
     uint64_t frames = 0, duplicated = 0, resets = 0, held_released = 0;
-    uint64_t resends = 0, duplicates_dropped = 0, copies_answered = 0;
+    uint64_t resends = 0, duplicates_dropped = 0, copies_answered = 0, copies_refused = 0;
+    uint64_t copies_finished = 0; /* of copies_answered: refused, their origin was done */
+    uint64_t max_outcomes = 0, max_origins = 0; /* the largest origin table seen */
     uint64_t snapshots = 0, restores = 0, halts = 0, proposals_lost = 0, answered_after_restore = 0;
     uint64_t grants_delivered = 0, grants_refused = 0, sessions_expired_here = 0, sessions_closed_by_log = 0;
     uint64_t beyond_bound_runs = 0;
