@@ -21,7 +21,12 @@
 namespace atomix {
 
 static constexpr char kMagic[8] = {'A', 'T', 'M', 'X', 'N', 'O', 'D', 'E'};
-static constexpr uint8_t kVersion = 1;
+/* The version of everything that crosses a link: 2 since atomix 0.5, whose
+ * commands (in Raft entries and forwards) carry their origin's floor.  A
+ * node of another version is refused both ways, so a cluster in the middle
+ * of an upgrade never mixes formats: a 0.4 node would skip 0.5 entries as
+ * malformed while 0.5 nodes apply them. */
+static constexpr uint8_t kVersion = 2;
 static constexpr uint64_t kRedialMs = 250;
 
 static int64_t now_us()
@@ -374,8 +379,20 @@ void NodeTransport::handle_handshake(Connection *c, FrameType type, const char *
     if (!c->outbound && type == FrameType::Hello && c->c_nonce.empty()) {
         constexpr size_t kHelloBytes = 8 + 1 + 4 + kNonceBytes;
         bool has_role = n == kHelloBytes + 1;
-        if ((n != kHelloBytes && !has_role) || memcmp(p, kMagic, 8) != 0 || p[8] != kVersion) {
+        if ((n != kHelloBytes && !has_role) || memcmp(p, kMagic, 8) != 0) {
             connection_lost(c, "not an atomix node (bad HELLO)");
+            return;
+        }
+        if (p[8] != kVersion) {
+            uint32_t peer = get_le32(p + 9);
+            if (config_.node(peer) && peer != self && !version_refused_logged_[peer])
+                hooks_.log(1, "atomix transport: refused node " + std::to_string(peer) + " connecting from " +
+                                  c->peer_address + ": it speaks atomix wire version " +
+                                  std::to_string(static_cast<uint8_t>(p[8])) + ", this node " +
+                                  std::to_string(kVersion) + "; every node must run the same atomix build");
+            if (config_.node(peer) && peer != self)
+                version_refused_logged_[peer] = true; /* until it authenticates */
+            connection_lost(c, "");
             return;
         }
         uint8_t role = has_role ? static_cast<uint8_t>(p[kHelloBytes]) : kRoleMain;
@@ -456,6 +473,7 @@ void NodeTransport::connection_ready(Connection *c)
     c->last_recv_ms = uv_now(loop_);
     last_contact_[c->peer_id] = now_us();
     refused_logged_[c->peer_id] = false;
+    version_refused_logged_[c->peer_id] = false;
     if (c->role == kRoleDigest) {
         if (!c->outbound) {
             /* read at the owner's ticks (read_digest_links), never polled:

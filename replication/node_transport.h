@@ -13,7 +13,8 @@
  *
  * Wire: every message is a frame  u32 length | u8 type | payload  (length
  * counts type and payload, little-endian).  Handshake frames come first:
- *   client → HELLO      magic "ATMXNODE", u8 version, u32 node id, 16-byte nonce C,
+ *   client → HELLO      magic "ATMXNODE", u8 version (2 since atomix 0.5: another
+ *                       version is refused, see kVersion), u32 node id, 16-byte nonce C,
  *                       [u8 role: kRoleMain when absent, kRoleDigest]
  *   server → CHALLENGE  u32 node id, 16-byte nonce S, HMAC(secret, "S"|C|S|server id)
  *   client → PROOF      HMAC(secret, "C"|S|C|client id)
@@ -243,6 +244,7 @@ class NodeTransport {
     std::vector<Connection *> inbound_;
     std::map<uint32_t, int64_t> last_contact_;
     std::map<uint32_t, bool> refused_logged_;
+    std::map<uint32_t, bool> version_refused_logged_; /* a peer of another atomix build */
     std::map<uint32_t, uint64_t> generation_;
     uint64_t dead_links_ = 0;
     uv_timer_t liveness_;
