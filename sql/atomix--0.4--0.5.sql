@@ -6,6 +6,22 @@
 -- with the new build, so nothing of theirs is resent.
 \echo Use "ALTER EXTENSION atomix UPDATE TO '0.5'" to load this file. \quit
 
+-- Refuses on a server that still runs an older build (its raft worker would
+-- go on writing the request log this drops): the function exists only in
+-- 0.5 builds, and refuses in a library loaded after the server started.
+DO $require_build$
+BEGIN
+    CREATE FUNCTION atomix._require_current_build() RETURNS void
+        AS 'MODULE_PATHNAME', 'atomix_require_current_build' LANGUAGE C;
+EXCEPTION WHEN undefined_function THEN
+    RAISE EXCEPTION 'this server still runs an older atomix build than the one installed'
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Restart the server so that it loads the installed atomix, then run ALTER EXTENSION atomix UPDATE.';
+END
+$require_build$;
+SELECT atomix._require_current_build();
+DROP FUNCTION atomix._require_current_build();
+
 -- refuses unless this is atomix.database; wakes the raft worker at commit
 SELECT atomix._check_create();
 

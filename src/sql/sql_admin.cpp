@@ -38,3 +38,18 @@ ATOMIX_SQL_FUNCTION(atomix_check_create)
     }
     PG_RETURN_VOID();
 }
+
+/* ALTER EXTENSION atomix UPDATE TO '0.5' calls this first.  It exists only
+ * in builds of 0.5 on, and refuses when this backend's atomix is not the one
+ * the server preloaded — the library file was replaced but the server not
+ * restarted, so its raft worker still runs the older build, which would
+ * keep writing the request log the update drops. */
+ATOMIX_SQL_FUNCTION(atomix_require_current_build)
+{
+    if (!atomix_loaded_at_startup() || atomix_shared == NULL)
+        throw AtomixError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                          "this server still runs an older atomix build than the one installed",
+                          "Restart the server so that it loads the installed atomix, then run "
+                          "ALTER EXTENSION atomix UPDATE.");
+    PG_RETURN_VOID();
+}

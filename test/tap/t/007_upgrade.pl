@@ -141,6 +141,27 @@ is($from4->safe_psql('postgres', $describe), $upgraded_rel, 'and its schema matc
 is($from4->safe_psql('postgres', $functions), $upgraded_fn, 'and its functions too');
 $from4->stop;
 
+# The update refuses on a server whose running atomix is not the installed
+# one (here: not preloaded, so the backend loads the library afresh, as it
+# does after the file was replaced without a restart): the old raft worker
+# would go on writing the request log the update drops.
+my $stale = atomix_node('stale', create_extension => 0);
+$stale->safe_psql('postgres', "CREATE EXTENSION atomix VERSION '0.4'");
+$stale->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
+$stale->restart;
+($ret, $out, $err) = $stale->psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+isnt($ret, 0, 'the update refuses on a server not running the installed build');
+like($err, qr/still runs an older atomix build.*\n.*HINT:\s+Restart the server/s, 'and says to restart it first');
+is($stale->safe_psql('postgres',
+		"SELECT extversion, to_regclass('atomix.request_log') IS NOT NULL FROM pg_extension WHERE extname = 'atomix'"),
+	'0.4|t', 'nothing of it was applied');
+$stale->append_conf('postgresql.conf', "shared_preload_libraries = 'atomix'\n");
+$stale->restart;
+$stale->safe_psql('postgres', 'ALTER EXTENSION atomix UPDATE');
+is($stale->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'atomix'"),
+	'0.5', 'after the restart the update goes through');
+$stale->stop;
+
 # A cluster on a 0.4 schema: this build will not serve it (a partition could
 # not keep its request origins across restarts) and says what to do.
 my @nodes = atomix_cluster(3, name => 'old', start => 0);
