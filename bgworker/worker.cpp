@@ -839,7 +839,7 @@ void Worker::run()
         (uint32_t)atomix_replication_factor));
     if (!wait_for_extension())
         return;
-    incarnation_ = (uint64_t)(unix_now_us() & 0xffffffff);
+    choose_incarnation(); /* request_ids.cpp */
     raise_open_files_limit(atomix_partitions);
     start_loop();
     start_transport();

@@ -267,6 +267,9 @@ class Worker : private ReadIndexHost {
     bool settled();
     void unsettle();
 
+    /* request_ids.cpp: the origin bits of this life's request ids */
+    void choose_incarnation();
+
     /* watch_notify.cpp */
     void notify_watchers();
     /* node id | 16 random bits per worker start | counter: unique across the

@@ -151,14 +151,19 @@ void RequestOrigins::record(uint64_t request_id, uint8_t code, int64_t value, in
         raise_floor(o, o.outcomes.front().request_id + 1);
 }
 
-void RequestOrigins::forget_idle(int64_t before_us)
+void RequestOrigins::forget_idle(int64_t forget_before_us, int64_t retire_before_us)
 {
-    auto idle = [&](const RequestOrigin &o) { return o.heard_us < before_us; };
+    auto idle = [&](const RequestOrigin &o) { return o.heard_us < forget_before_us; };
     auto end = std::remove_if(origins_.begin(), origins_.end(), idle);
     if (end != origins_.end()) {
         origins_.erase(end, origins_.end());
         changed_ = true;
     }
+    for (RequestOrigin &o : origins_)
+        if (o.heard_us < retire_before_us && !o.outcomes.empty()) {
+            raise_floor(o, o.outcomes.back().request_id + 1);
+            changed_ = true;
+        }
 }
 
 } // namespace atomix

@@ -20,10 +20,15 @@
  * applied index (partition_state.origins) and in snapshots.  The floor only
  * comes from the log and only grows, so every replica decides alike.
  *
- * Origins unheard of for kOriginIdleUs of log time are forgotten (a dead
- * worker life's): a copy of theirs arriving later than that would be new
- * again, the same window the request log had; retries stop long before
- * (atomix.unavailable_timeout is capped at 5 minutes).  An origin that holds
+ * An origin unheard of for kOriginQuietUs of log time is *retired*: its
+ * floor goes past its last recorded outcome and the outcomes go — every
+ * worker restart leaves an origin behind, and their outcomes would otherwise
+ * weigh on the row for minutes.  What it still had in flight here after a
+ * minute of silence is refused, never run twice (its caller is told "may have
+ * been applied").  Origins unheard of for kOriginIdleUs are forgotten: a copy
+ * of theirs arriving later than that would be new again, the same window the
+ * request log had; retries stop long before (atomix.unavailable_timeout is
+ * capped at 5 minutes).  An origin that holds
  * more than kMaxOutcomesPerOrigin outcomes (one command stuck while later
  * ones apply) has its floor raised past the oldest: that command, should it
  * come, is refused — a caller told "may have been applied", never a double.
@@ -38,6 +43,7 @@
 namespace atomix {
 
 constexpr int64_t kOriginIdleUs = 10LL * 60 * 1000000;
+constexpr int64_t kOriginQuietUs = 60LL * 1000000;
 constexpr size_t kMaxOutcomesPerOrigin = 4096;
 
 struct RecordedOutcome {
@@ -69,8 +75,9 @@ class RequestOrigins {
     /* Records (or overwrites: a settled wait) the outcome of request_id;
      * nothing if its origin already finished it. */
     void record(uint64_t request_id, uint8_t code, int64_t value, int64_t now_us);
-    /* Forgets origins unheard of since before `before_us` (log time). */
-    void forget_idle(int64_t before_us);
+    /* Forgets origins unheard of since before `forget_before_us`, and
+     * retires those unheard of since before `retire_before_us` (log time). */
+    void forget_idle(int64_t forget_before_us, int64_t retire_before_us);
 
     const std::vector<RequestOrigin> &origins() const { return origins_; }
     bool changed() const { return changed_; }

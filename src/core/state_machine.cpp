@@ -145,10 +145,10 @@ bool StateMachine::apply(uint64_t index, const void *data, size_t len,
         next_deadline_known_ = false;
     }
 
-    /* Forget the origins of dead worker lives at log-time minute boundaries:
-     * the same log positions on every replica. */
+    /* Retire quiet origins and forget those of long dead worker lives at
+     * log-time minute boundaries: the same log positions on every replica. */
     if (track_origins_ && now / kForgetEveryUs != meta.log_time_us / kForgetEveryUs)
-        origins_.forget_idle(now - kOriginIdleUs);
+        origins_.forget_idle(now - kOriginIdleUs, now - kOriginQuietUs);
 
     /* At most once (request_origins.h): a request id already applied — in an
      * earlier entry, or earlier in this one — is answered with its recorded

@@ -80,8 +80,8 @@ struct ObjectKey {
     std::string name;
 };
 
-/* How often (log time) origins unheard of for kOriginIdleUs are forgotten,
- * and how long a closed session's tombstone is kept. */
+/* How often (log time) quiet origins are retired and idle ones forgotten
+ * (request_origins.h), and how long a closed session's tombstone is kept. */
 constexpr int64_t kForgetEveryUs = 60LL * 1000000;
 constexpr int64_t kTombstoneKeepUs = kOriginIdleUs;
 

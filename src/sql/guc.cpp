@@ -36,6 +36,7 @@ int atomix_test_clock_offset_ms = 0;
 char *atomix_test_fail_apply = NULL;
 int atomix_test_segment_size = 0;
 bool atomix_test_sql_writes = false;
+int atomix_test_incarnation = -1;
 
 static const struct config_enum_entry hold_release_options[] = {
     {"deliver", ATOMIX_HOLD_RELEASE_DELIVER, false},
@@ -179,6 +180,12 @@ void atomix_define_gucs(void)
         "Turns off the direct writes of bgworker/table_writer.h, as a table with triggers "
         "does: for comparing the two paths in one run.",
         &atomix_test_sql_writes, false, PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL,
+        NULL, NULL);
+    DefineCustomIntVariable(
+        "atomix.test_incarnation", "Test only: where a raft worker life starts looking for its request id bits.",
+        "-1 starts at a random value.  A fixed start makes two lives want the same bits, which "
+        "the second must then avoid (bgworker/request_ids.cpp).",
+        &atomix_test_incarnation, -1, -1, 0xffff, PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE, NULL,
         NULL, NULL);
 
     MarkGUCPrefixReserved("atomix");

@@ -37,6 +37,7 @@ extern int atomix_test_clock_offset_ms;
 extern char *atomix_test_fail_apply;
 extern int atomix_test_segment_size;
 extern bool atomix_test_sql_writes;
+extern int atomix_test_incarnation;
 
 void atomix_define_gucs(void);
 

@@ -100,20 +100,30 @@ static void the_floor_only_rises(void **)
     assert_int_equal(t.origins()[0].outcomes.size(), 1);
 }
 
-/* Origins unheard of since the bound are forgotten; the others stay. */
-static void idle_origins_are_forgotten(void **)
+/* Origins unheard of since the forget bound are forgotten; those unheard of
+ * since the retire bound keep only their floor, past their last outcome
+ * (what they still had in flight is refused from then on); the others stay
+ * as they are. */
+static void quiet_origins_retire_and_idle_ones_are_forgotten(void **)
 {
     RequestOrigins t;
     t.heard(oid(1, 1), 0, 100);
-    t.heard(oid(2, 1), 0, 500);
-    t.record(oid(2, 1), 0, 0, 500);
+    t.heard(oid(2, 5), oid(2, 3), 300);
+    t.record(oid(2, 3), 0, 0, 300);
+    t.record(oid(2, 5), 0, 0, 300);
+    t.heard(oid(3, 1), 0, 500);
+    t.record(oid(3, 1), 0, 7, 500);
     RequestOrigins stored = RequestOrigins::decode(t.encode());
-    stored.forget_idle(200);
+    stored.forget_idle(200, 400);
     assert_true(stored.changed());
-    assert_int_equal(stored.origins().size(), 1);
-    assert_true(stored.origins()[0].key == 2);
+    assert_int_equal(stored.origins().size(), 2);
+    const RequestOrigin &retired = stored.origins()[0];
+    assert_true(retired.key == 2 && retired.outcomes.empty() && retired.floor == oid(2, 6));
+    assert_true(stored.lookup(oid(2, 4), nullptr) == RequestOrigins::Seen::Finished);
+    assert_true(stored.lookup(oid(2, 6), nullptr) == RequestOrigins::Seen::New);
+    assert_true(stored.lookup(oid(3, 1), nullptr) == RequestOrigins::Seen::Applied);
     RequestOrigins again = RequestOrigins::decode(stored.encode());
-    again.forget_idle(200);
+    again.forget_idle(200, 400);
     assert_false(again.changed());
 }
 
@@ -123,7 +133,7 @@ int main(void)
         cmocka_unit_test(encoding_round_trips),
         cmocka_unit_test(damaged_encodings_are_refused),
         cmocka_unit_test(the_floor_only_rises),
-        cmocka_unit_test(idle_origins_are_forgotten),
+        cmocka_unit_test(quiet_origins_retire_and_idle_ones_are_forgotten),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
