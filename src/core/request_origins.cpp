@@ -159,8 +159,20 @@ void RequestOrigins::forget_idle(int64_t forget_before_us, int64_t retire_before
         origins_.erase(end, origins_.end());
         changed_ = true;
     }
+    /* Lives of one node never overlap (the next worker starts after the last
+     * one answered all its callers), so an origin whose node was heard from
+     * under another origin since is a finished life.  Log time alone would
+     * not do: a leader's clock stepped forward moves it by minutes at once,
+     * and would retire a live origin with requests in flight (found by
+     * test_simulation, seed 51). */
+    auto newer_life = [&](const RequestOrigin &o) {
+        for (const RequestOrigin &p : origins_)
+            if (p.key >> 16 == o.key >> 16 && p.key != o.key && p.heard_us > o.heard_us)
+                return true;
+        return false;
+    };
     for (RequestOrigin &o : origins_)
-        if (o.heard_us < retire_before_us && !o.outcomes.empty()) {
+        if (o.heard_us < retire_before_us && !o.outcomes.empty() && newer_life(o)) {
             raise_floor(o, o.outcomes.back().request_id + 1);
             changed_ = true;
         }

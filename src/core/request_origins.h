@@ -20,7 +20,8 @@
  * applied index (partition_state.origins) and in snapshots.  The floor only
  * comes from the log and only grows, so every replica decides alike.
  *
- * An origin unheard of for kOriginQuietUs of log time is *retired*: its
+ * An origin unheard of for kOriginQuietUs of log time, whose node has been
+ * heard from since under another origin (a later worker life), is *retired*: its
  * floor goes past its last recorded outcome and the outcomes go — every
  * worker restart leaves an origin behind, and their outcomes would otherwise
  * weigh on the row for minutes.  What it still had in flight here after a
@@ -76,7 +77,8 @@ class RequestOrigins {
      * nothing if its origin already finished it. */
     void record(uint64_t request_id, uint8_t code, int64_t value, int64_t now_us);
     /* Forgets origins unheard of since before `forget_before_us`, and
-     * retires those unheard of since before `retire_before_us` (log time). */
+     * retires those unheard of since before `retire_before_us` (log time)
+     * whose node was heard from under another origin later. */
     void forget_idle(int64_t forget_before_us, int64_t retire_before_us);
 
     const std::vector<RequestOrigin> &origins() const { return origins_; }
