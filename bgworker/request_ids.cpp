@@ -37,12 +37,15 @@ void Worker::choose_incarnation()
         StartTransactionCommand();
         PushActiveSnapshot(GetTransactionSnapshot());
         SPI_connect();
-        /* a schema from before 0.5 has no origins: nothing to avoid */
-        SPI_execute("SELECT origins FROM atomix.partition_state WHERE "
-                    "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'atomix.partition_state'::regclass "
-                    "AND attname = 'origins' AND NOT attisdropped)",
-                    true, 0);
-        rows = SPI_processed;
+        /* a schema from before 0.5 has no origins column (one node serves
+         * it): nothing to avoid, and the column must not even be named */
+        SPI_execute("SELECT 1 FROM pg_attribute WHERE attrelid = 'atomix.partition_state'::regclass "
+                    "AND attname = 'origins' AND NOT attisdropped",
+                    true, 1);
+        if (SPI_processed == 1) {
+            SPI_execute("SELECT origins FROM atomix.partition_state", true, 0);
+            rows = SPI_processed;
+        }
     });
     for (uint64 i = 0; i < rows; i++) {
         const char *data = nullptr;

@@ -43,6 +43,7 @@ const char *code_name(ResultCode c)
     case ResultCode::Invalid: return "Invalid";
     case ResultCode::Conflict: return "Conflict";
     case ResultCode::NotOwner: return "NotOwner";
+    case ResultCode::Finished: return "Finished";
     case ResultCode::Refused: return "Refused";
     }
     return "?";
